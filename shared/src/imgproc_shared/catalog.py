@@ -1,0 +1,185 @@
+"""Albums and images in DynamoDB: the records every service reads and writes.
+
+Complex values that the workflow writes itself (metadata, tags, thumbnails) are stored as JSON
+strings, because States Language cannot build typed DynamoDB maps from task results.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.models import ImageStatus
+from imgproc_shared.resources import ResourceNames, Table
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+JSON_ATTRIBUTES = ("metadata", "tags", "thumbnails")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    plain = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    for name in JSON_ATTRIBUTES:
+        if isinstance(plain.get(name), str):
+            plain[name] = json.loads(plain[name])
+    return _plain_numbers(plain)
+
+
+def _plain_numbers(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(v) for v in value]
+    return value
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class Catalog:
+    def __init__(self, aws: AwsClients, names: ResourceNames) -> None:
+        self.aws = aws
+        self.images_table = names.table(Table.IMAGES)
+        self.albums_table = names.table(Table.ALBUMS)
+
+    async def get_image(self, image_id: str) -> dict[str, Any] | None:
+        response = await self.aws.dynamodb.get_item(
+            TableName=self.images_table, Key={"image_id": {"S": image_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    async def record_upload(
+        self,
+        *,
+        image_id: str,
+        owner: str,
+        album_id: str,
+        bucket: str,
+        key: str,
+        file_name: str,
+        content_type: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """The image exists as UPLOADING from the moment an upload is granted."""
+        values = {
+            "image_id": image_id,
+            "owner": owner,
+            "album_id": album_id,
+            "bucket": bucket,
+            "key": key,
+            "file_name": file_name,
+            "content_type": content_type,
+            "size": size,
+            "status": ImageStatus.UPLOADING.value,
+            "uploaded_at": now_iso(),
+        }
+        await self.aws.dynamodb.put_item(
+            TableName=self.images_table,
+            Item=to_item(values),
+            ConditionExpression="attribute_not_exists(image_id)",
+        )
+        return values
+
+    async def mark_processing(
+        self, *, image_id: str, owner: str, album_id: str, bucket: str, key: str,
+        execution_arn: str,
+    ) -> bool:
+        """UPLOADING (or unknown, for objects put straight into S3) → PROCESSING.
+
+        False when the image is already past UPLOADING (a duplicate S3 event).
+        """
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.images_table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression=(
+                    "SET #status = :processing, #arn = :arn, #started = :now, "
+                    + ", ".join(f"#{a} = if_not_exists(#{a}, :{a})" for a in _FIRST_SEEN)
+                ),
+                ConditionExpression="attribute_not_exists(image_id) OR #status = :uploading",
+                ExpressionAttributeNames={
+                    "#status": "status", "#arn": "execution_arn", "#started": "started_at",
+                    **{f"#{a}": a for a in _FIRST_SEEN},
+                },
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":processing": ImageStatus.PROCESSING.value,
+                        ":uploading": ImageStatus.UPLOADING.value,
+                        ":arn": execution_arn,
+                        ":now": now_iso(),
+                        ":owner": owner,
+                        ":album_id": album_id,
+                        ":bucket": bucket,
+                        ":key": key,
+                        ":uploaded_at": now_iso(),
+                        ":file_name": key.rsplit("/", 1)[-1],
+                    }
+                ),
+            )
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    async def record_stage(self, image_id: str, stage: str, progress: dict[str, Any]) -> bool:
+        """Write one stage's progress (started, finished, error); False if the image is unknown."""
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.images_table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET #stage = :progress",
+                ConditionExpression="attribute_exists(image_id)",
+                ExpressionAttributeNames={"#stage": f"stage_{stage}"},
+                ExpressionAttributeValues={":progress": _serializer.serialize(progress)},
+            )
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    async def put_album(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:
+        values = {"album_id": album_id, "owner": owner, "name": name, "created_at": now_iso()}
+        await self.aws.dynamodb.put_item(
+            TableName=self.albums_table,
+            Item=to_item(values),
+            ConditionExpression="attribute_not_exists(album_id)",
+        )
+        return values
+
+    async def get_album(self, album_id: str) -> dict[str, Any] | None:
+        response = await self.aws.dynamodb.get_item(
+            TableName=self.albums_table, Key={"album_id": {"S": album_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+
+STAGE_ORDER = ("extract", "tag", "thumbnail")
+# Attributes the starter fills in only for objects that arrived without an upload record.
+_FIRST_SEEN = ("owner", "album_id", "bucket", "key", "uploaded_at", "file_name")
+
+
+def stages_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s: record[f"stage_{s}"] for s in STAGE_ORDER if isinstance(record.get(f"stage_{s}"), dict)}

@@ -1,0 +1,75 @@
+"""One typed settings object for every service and tool, read from `IMGPROC_*` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMGPROC_", extra="ignore")
+
+    # AWS endpoint: unset means real AWS; the local stack sets it to the embedded moto server.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    # Every resource name starts with this, so several stacks can share one account.
+    resource_prefix: str = "imgproc"
+    # Set on AWS from the stack outputs; locally derived from the embedded account.
+    state_machine_arn: str | None = None
+
+    max_upload_bytes: int = Field(default=50 * MiB, gt=0)
+    max_pixels: int = Field(default=100_000_000, gt=0)
+    supported_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG"])
+
+    # Messages one worker process works on at once (and its long-poll batch size, up to 10).
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    # Threads for CPU work in one worker process; 0 means one per core.
+    worker_threads: int = Field(default=0, ge=0)
+    visibility_timeout_s: int = Field(default=60, ge=10)
+    heartbeat_interval_s: float = Field(default=20.0, gt=0)
+    stop_timeout_s: float = Field(default=10.0, gt=0)
+    wait_time_s: int = Field(default=20, ge=0, le=20)
+
+    # Workflow limits, rendered into the state machine definition.
+    task_timeout_s: int = Field(default=900, ge=10)
+    task_heartbeat_s: int = Field(default=60, ge=5)
+    max_receive_count: int = Field(default=5, ge=1)
+
+    tagger_backend: str = "rekognition"  # "rekognition" on AWS, "local" on one machine
+    tagger_max_labels: int = Field(default=10, ge=1, le=1000)
+    tagger_min_confidence: float = Field(default=60.0, ge=0, le=100)
+
+    thumbnail_size: int = Field(default=256, ge=16)
+
+    log_level: str = "INFO"
+    # Where `imgproc up` writes how to reach the running local stack.
+    home: Path = Path.home() / ".imgproc"
+
+    @field_validator("supported_formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("supported_formats")
+    @classmethod
+    def _upper_formats(cls, value: list[str]) -> list[str]:
+        return [fmt.upper() for fmt in value]
+
+    def accepted_formats(self) -> list[str]:
+        """Formats Validate lets through: MPO (multi-picture JPEG from cameras) counts as JPEG."""
+        formats = list(self.supported_formats)
+        if "JPEG" in formats and "MPO" not in formats:
+            formats.append("MPO")
+        return formats
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

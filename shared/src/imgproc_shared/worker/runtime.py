@@ -1,0 +1,359 @@
+"""The worker runtime: long-poll a stage queue, work on a bounded number of messages at once,
+keep each one alive while working, answer its task token, and only then delete it.
+
+A service is configured, not subclassed: it gives a stage and a handler, a plain
+`async def handle(task, ctx) -> pydantic model`. Everything else lives here:
+
+- receive in batches (up to the free concurrency slots, at most 10) with a 20 s long poll;
+- CPU work goes to a thread pool (`ctx.run_cpu`), so the event loop keeps polling and beating;
+- while a message is worked on, its visibility is extended and its task token heartbeats;
+- success → SendTaskSuccess; a named `TaskError` → SendTaskFailure(error, cause); either way the
+  message is deleted only after the answer. A token that is already over (a duplicate message,
+  a retried task) is dropped quietly;
+- an unexpected exception releases the message with a backoff so it is tried again; on its last
+  receive the task is failed with the cause and the message is left for the dead-letter queue;
+- a malformed message (not JSON, wrong schema, unknown image) is logged with its reason and left
+  for the dead-letter queue while the worker goes on serving others;
+- SIGTERM/SIGINT: stop polling, finish in-flight work within the stop timeout, release what is
+  left, log a one-line summary and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ValidationError
+
+from imgproc_shared import errors
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.catalog import Catalog, now_iso
+from imgproc_shared.logging import configure_logging, get_logger
+from imgproc_shared.models import StageTask
+from imgproc_shared.resources import STAGE_QUEUES, ResourceNames, Stage
+from imgproc_shared.settings import Settings, get_settings
+from imgproc_shared.worker.task_token import TaskToken
+
+T = TypeVar("T")
+Handler = Callable[[StageTask, "WorkContext"], Awaitable[BaseModel]]
+
+_MAX_BATCH = 10  # SQS ReceiveMessage limit
+
+
+@dataclass
+class WorkContext:
+    """What a handler may use: settings, AWS clients, the thread pool for CPU work."""
+
+    settings: Settings
+    aws: AwsClients
+    names: ResourceNames
+    executor: ThreadPoolExecutor
+    log: Any = field(default_factory=get_logger)
+
+    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def read_object(self, bucket: str, key: str, byte_range: str | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if byte_range:
+            kwargs["Range"] = byte_range
+        response = await self.aws.s3.get_object(**kwargs)
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+
+class Worker:
+    def __init__(
+        self,
+        stage: Stage,
+        handler: Handler,
+        settings: Settings | None = None,
+        *,
+        setup: Callable[[WorkContext], Awaitable[None]] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.handler = handler
+        self.settings = settings or get_settings()
+        self.names = ResourceNames.from_settings(self.settings)
+        self.counters: Counter[str] = Counter()
+        self._setup = setup
+        self._stopping = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._log = get_logger(stage=stage.value)
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop polling; `run` finishes in-flight work and returns."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        threads = settings.worker_threads or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=self.stage.value) as pool:
+            async with AwsClients(settings) as aws:
+                ctx = WorkContext(settings, aws, self.names, pool, self._log)
+                if self._setup is not None:
+                    await self._setup(ctx)
+                queue_name = self.names.queue(STAGE_QUEUES[self.stage])
+                queue_url = (await aws.sqs.get_queue_url(QueueName=queue_name))["QueueUrl"]
+                catalog = Catalog(aws, self.names)
+                self._log.info("worker started", queue=queue_name, concurrency=settings.worker_concurrency, threads=threads)
+                self.ready.set()
+                try:
+                    await self._poll(ctx, catalog, queue_url)
+                finally:
+                    await self._drain()
+        self._log.info(
+            "worker stopped",
+            **{k: v for k, v in sorted(self.counters.items())},
+        )
+
+    async def _poll(self, ctx: WorkContext, catalog: Catalog, queue_url: str) -> None:
+        concurrency = self.settings.worker_concurrency
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                free = concurrency - len(self._in_flight)
+                if free <= 0:
+                    await asyncio.wait(
+                        {*self._in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
+                receive = asyncio.create_task(
+                    ctx.aws.sqs.receive_message(
+                        QueueUrl=queue_url,
+                        MaxNumberOfMessages=min(free, _MAX_BATCH),
+                        WaitTimeSeconds=self.settings.wait_time_s,
+                        VisibilityTimeout=self.settings.visibility_timeout_s,
+                        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    )
+                )
+                await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():
+                    # Stopping: a message this poll may still have taken becomes visible again
+                    # after its visibility timeout; nothing is lost.
+                    receive.cancel()
+                    break
+                try:
+                    response = receive.result()
+                except ClientError as exc:
+                    self._log.warning("receive failed", error=str(exc))
+                    await asyncio.sleep(1)  # back off from a failing endpoint before polling again
+                    continue
+                for message in response.get("Messages", []):
+                    task = asyncio.create_task(self._handle(ctx, catalog, queue_url, message))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        finally:
+            stopping.cancel()
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        self._log.info("draining", in_flight=len(self._in_flight))
+        _, pending = await asyncio.wait(self._in_flight, timeout=self.settings.stop_timeout_s)
+        for task in pending:
+            task.cancel()  # each handler releases its message when cancelled
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def _release(self, ctx: WorkContext, queue_url: str, receipt: str, delay: int) -> None:
+        try:
+            await ctx.aws.sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
+            )
+        except ClientError as exc:
+            self._log.warning("release failed", error=str(exc))
+
+    async def _handle(
+        self, ctx: WorkContext, catalog: Catalog, queue_url: str, message: dict[str, Any]
+    ) -> None:
+        receipt = message["ReceiptHandle"]
+        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        last_try = receive_count >= self.settings.max_receive_count
+        log = self._log.bind(message_id=message.get("MessageId"), receive_count=receive_count)
+        try:
+            task = StageTask.model_validate_json(message.get("Body", ""))
+            if task.stage != self.stage:
+                raise ValueError(f"a {task.stage.value} task on the {self.stage.value} queue")
+        except (ValidationError, ValueError) as exc:
+            self.counters["malformed"] += 1
+            log.warning("malformed message", reason=_reason(exc))
+            # Left for the dead-letter queue: it comes back after a short delay until the
+            # redrive policy moves it.
+            await self._release(ctx, queue_url, receipt, delay=min(2 * receive_count, 30))
+            return
+
+        log = log.bind(image_id=task.image_id)
+        with structlog.contextvars.bound_contextvars(image_id=task.image_id, stage=self.stage.value):
+            await self._work(ctx, catalog, queue_url, receipt, task, last_try, log)
+
+    async def _work(
+        self,
+        ctx: WorkContext,
+        catalog: Catalog,
+        queue_url: str,
+        receipt: str,
+        task: StageTask,
+        last_try: bool,
+        log: Any,
+    ) -> None:
+        token = TaskToken(ctx.aws.stepfunctions, task.task_token)
+        started_at, started = now_iso(), time.monotonic()
+        if not await catalog.record_stage(task.image_id, self.stage.value, {"started_at": started_at}):
+            self.counters["unknown_image"] += 1
+            log.warning("malformed message", reason="unknown image id")
+            await self._release(ctx, queue_url, receipt, delay=2)
+            return
+
+        log.info("task started")
+        work = asyncio.create_task(self.handler(task, ctx))
+        keep_alive = asyncio.create_task(self._keep_alive(ctx, queue_url, receipt, token, work, log))
+        try:
+            try:
+                result = await asyncio.shield(work)
+            finally:
+                keep_alive.cancel()
+            output = result.model_dump(mode="json")
+            await catalog.record_stage(
+                task.image_id, self.stage.value, _progress(started_at, started, None)
+            )
+            if await token.succeed(output):
+                self.counters["succeeded"] += 1
+                log.info("task succeeded", duration_ms=_ms(started))
+            else:
+                self.counters["stale_token"] += 1
+                log.info("task already over; result dropped", duration_ms=_ms(started))
+            await self._delete(ctx, queue_url, receipt)
+        except errors.TaskError as exc:
+            await catalog.record_stage(
+                task.image_id, self.stage.value,
+                _progress(started_at, started, {"code": exc.error, "message": exc.cause}),
+            )
+            answered = await token.fail(exc.error, exc.cause)
+            self.counters["rejected" if exc.error in errors.REJECTIONS else "failed"] += 1
+            log.info("task failed", error=exc.error, cause=exc.cause, answered=answered)
+            await self._delete(ctx, queue_url, receipt)
+        except asyncio.CancelledError:
+            work.cancel()
+            if _stale(keep_alive):
+                self.counters["stale_token"] += 1
+                log.info("task already over; work abandoned")
+                await asyncio.shield(self._delete(ctx, queue_url, receipt))
+                return
+            # Draining past the stop timeout: hand the message to another worker now.
+            self.counters["released"] += 1
+            log.info("released on stop")
+            await asyncio.shield(self._release(ctx, queue_url, receipt, delay=0))
+            raise
+        except Exception as exc:
+            if _stale(keep_alive):
+                self.counters["stale_token"] += 1
+                log.info("task already over; work abandoned")
+                await self._delete(ctx, queue_url, receipt)
+                return
+            self.counters["errored"] += 1
+            cause = f"{type(exc).__name__}: {exc}"
+            log.error("task errored", cause=cause, last_try=last_try, exc_info=True)
+            await catalog.record_stage(
+                task.image_id, self.stage.value,
+                _progress(started_at, started, {"code": errors.STAGE_FAILED, "message": cause}),
+            )
+            if last_try:
+                # No more tries: tell the workflow now; the message moves to the DLQ on its
+                # next receive, where an operator can replay it.
+                await token.fail(errors.STAGE_FAILED, cause)
+                await self._release(ctx, queue_url, receipt, delay=0)
+            else:
+                await self._release(ctx, queue_url, receipt, delay=2)
+
+    async def _keep_alive(
+        self,
+        ctx: WorkContext,
+        queue_url: str,
+        receipt: str,
+        token: TaskToken,
+        work: asyncio.Task[Any],
+        log: Any,
+    ) -> bool:
+        """Extend visibility and heartbeat until cancelled; True when the task turned stale."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                await ctx.aws.sqs.change_message_visibility(
+                    QueueUrl=queue_url,
+                    ReceiptHandle=receipt,
+                    VisibilityTimeout=self.settings.visibility_timeout_s,
+                )
+                if not await token.heartbeat():
+                    log.info("task token is over; abandoning work")
+                    work.cancel()
+                    return True
+            except ClientError as exc:
+                log.warning("keep-alive failed", error=str(exc))
+
+    async def _delete(self, ctx: WorkContext, queue_url: str, receipt: str) -> None:
+        try:
+            await ctx.aws.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+        except ClientError as exc:
+            # The message returns after its visibility timeout; its token is already answered,
+            # so the next delivery is dropped as stale.
+            self._log.warning("delete failed", error=str(exc))
+
+
+def _stale(keep_alive: asyncio.Task[bool]) -> bool:
+    return keep_alive.done() and not keep_alive.cancelled() and keep_alive.result() is True
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _progress(started_at: str, started: float, error: dict[str, str] | None) -> dict[str, Any]:
+    progress: dict[str, Any] = {
+        "started_at": started_at,
+        "finished_at": now_iso(),
+        "duration_ms": _ms(started),
+    }
+    if error:
+        progress["error"] = error
+    return progress
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return f"{where}: {first.get('msg')}"
+    return str(exc)
+
+
+def run_worker(
+    service: str,
+    stage: Stage,
+    handler: Handler,
+    *,
+    setup: Callable[[WorkContext], Awaitable[None]] | None = None,
+) -> None:
+    """Entry point of a worker process: logs, signals, run until SIGTERM/SIGINT."""
+    settings = get_settings()
+    configure_logging(service, settings.log_level)
+
+    async def main() -> None:
+        worker = Worker(stage, handler, settings, setup=setup)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())

@@ -1,0 +1,83 @@
+"""Fixtures shared by every test: a real moto server over HTTP and stacks bootstrapped on it.
+
+Each test that needs AWS gets its own resource prefix, so tests never see each other's queues,
+tables or executions, while one moto server (started once per session) serves them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgproc_cli.bootstrap import bootstrap
+from imgproc_cli.embedded_aws import EmbeddedAws, start_embedded_aws
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def embedded_aws() -> Iterator[EmbeddedAws]:
+    server = start_embedded_aws()
+    yield server
+    server.stop()
+
+
+def make_settings(endpoint_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "resource_prefix": f"t{uuid.uuid4().hex[:10]}",
+        "wait_time_s": 1,
+        "heartbeat_interval_s": 1.0,
+        "visibility_timeout_s": 10,
+        "task_heartbeat_s": 10,
+        "task_timeout_s": 60,
+        "stop_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings_factory(embedded_aws: EmbeddedAws) -> Callable[..., Settings]:
+    return lambda **overrides: make_settings(embedded_aws.endpoint_url, **overrides)
+
+
+@pytest.fixture
+async def stack(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[tuple[Settings, AwsClients, dict[str, Any]]]:
+    """A freshly bootstrapped stack: (settings with the state machine ARN, clients, outputs)."""
+    settings = settings_factory()
+    async with AwsClients(settings) as aws:
+        outputs = await bootstrap(aws, settings)
+        settings = settings.model_copy(update={"state_machine_arn": outputs["state_machine_arn"]})
+        yield settings, aws, outputs
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> Any:
+    """Poll `check` (sync or async) until it returns a truthy value, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
+
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
