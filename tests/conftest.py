@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +23,7 @@ from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +83,13 @@ async def eventually(
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The whole stack, started as `make up` starts it; shared by the end-to-end tests."""
+    from stack_process import start_stack
+
+    stack = start_stack(tmp_path_factory.mktemp("imgproc-home"))
+    yield stack
+    stack.stop()

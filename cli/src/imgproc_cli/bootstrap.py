@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from imgproc_cli.embedded_aws import EMBEDDED_ACCOUNT
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.resources import (
     INCOMING_PREFIX,
@@ -23,8 +24,6 @@ from imgproc_shared.resources import (
 )
 from imgproc_shared.settings import Settings
 from imgproc_shared.workflow import WorkflowLimits, WorkflowTargets, build_definition
-
-from imgproc_cli.embedded_aws import EMBEDDED_ACCOUNT
 
 STATE_MACHINE_ROLE = f"arn:aws:iam::{EMBEDDED_ACCOUNT}:role/imgproc-state-machine"
 
@@ -85,7 +84,9 @@ async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
         if sub.filter_policy:
             attributes["FilterPolicy"] = sub.filter_policy_json() or ""
         await aws.sns.subscribe(
-            TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arns[sub.queue],
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arns[sub.queue],
             Attributes=attributes,
         )
 
@@ -96,7 +97,9 @@ async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
                 {
                     "TopicArn": topic_arns[Topic.UPLOAD],
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": INCOMING_PREFIX}]}},
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "prefix", "Value": INCOMING_PREFIX}]}
+                    },
                 }
             ]
         },
@@ -144,7 +147,11 @@ async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
     )
     machines = await aws.stepfunctions.list_state_machines()
     existing_arn = next(
-        (m["stateMachineArn"] for m in machines["stateMachines"] if m["name"] == names.state_machine),
+        (
+            m["stateMachineArn"]
+            for m in machines["stateMachines"]
+            if m["name"] == names.state_machine
+        ),
         None,
     )
     if existing_arn:
@@ -155,7 +162,9 @@ async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
     else:
         state_machine_arn = (
             await aws.stepfunctions.create_state_machine(
-                name=names.state_machine, definition=definition, roleArn=STATE_MACHINE_ROLE,
+                name=names.state_machine,
+                definition=definition,
+                roleArn=STATE_MACHINE_ROLE,
                 type="STANDARD",
             )
         )["stateMachineArn"]

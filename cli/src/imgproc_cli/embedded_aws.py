@@ -64,7 +64,7 @@ def _patch_client_per_task() -> None:
 
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
-            module.boto_client_for = cached_boto_client_for
+            setattr(module, "boto_client_for", cached_boto_client_for)  # noqa: B010
 
 
 def _patch_task_failure_cause() -> None:

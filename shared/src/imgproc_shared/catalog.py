@@ -6,6 +6,7 @@ strings, because States Language cannot build typed DynamoDB maps from task resu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,12 @@ from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.models import ImageStatus
-from imgproc_shared.resources import ResourceNames, Table
+from imgproc_shared.resources import (
+    ALBUMS_BY_OWNER_INDEX,
+    IMAGES_BY_ALBUM_INDEX,
+    ResourceNames,
+    Table,
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -36,7 +42,8 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     for name in JSON_ATTRIBUTES:
         if isinstance(plain.get(name), str):
             plain[name] = json.loads(plain[name])
-    return _plain_numbers(plain)
+    converted: dict[str, Any] = _plain_numbers(plain)
+    return converted
 
 
 def _plain_numbers(value: Any) -> Any:
@@ -101,7 +108,13 @@ class Catalog:
         return values
 
     async def mark_processing(
-        self, *, image_id: str, owner: str, album_id: str, bucket: str, key: str,
+        self,
+        *,
+        image_id: str,
+        owner: str,
+        album_id: str,
+        bucket: str,
+        key: str,
         execution_arn: str,
     ) -> bool:
         """UPLOADING (or unknown, for objects put straight into S3) → PROCESSING.
@@ -118,7 +131,9 @@ class Catalog:
                 ),
                 ConditionExpression="attribute_not_exists(image_id) OR #status = :uploading",
                 ExpressionAttributeNames={
-                    "#status": "status", "#arn": "execution_arn", "#started": "started_at",
+                    "#status": "status",
+                    "#arn": "execution_arn",
+                    "#started": "started_at",
                     **{f"#{a}": a for a in _FIRST_SEEN},
                 },
                 ExpressionAttributeValues=to_item(
@@ -175,6 +190,145 @@ class Catalog:
         item = response.get("Item")
         return from_item(item) if item else None
 
+    # Queries and deletions used by the status API. Album names are unique per owner through a
+    # guard item written in the same transaction as the album (a query-then-put would race).
+
+    async def put_album_unique(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:
+        """Create an album whose name no other album of `owner` has; raises `AlbumNameTaken`."""
+        values = {"album_id": album_id, "owner": owner, "name": name, "created_at": now_iso()}
+        try:
+            await self.aws.dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.albums_table,
+                            "Item": to_item(values),
+                            "ConditionExpression": "attribute_not_exists(album_id)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.albums_table,
+                            "Item": to_item(
+                                {"album_id": album_name_guard(owner, name), "guards": album_id}
+                            ),
+                            "ConditionExpression": "attribute_not_exists(album_id)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise AlbumNameTaken(name) from exc
+            raise
+        return values
+
+    async def list_albums(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's albums, newest first."""
+        albums: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = await self.aws.dynamodb.query(
+                TableName=self.albums_table,
+                IndexName=ALBUMS_BY_OWNER_INDEX,
+                KeyConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+                ScanIndexForward=False,
+                **kwargs,
+            )
+            albums.extend(from_item(item) for item in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return albums
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def delete_album(self, album: dict[str, Any]) -> None:
+        """Delete an album record and its name guard (its images are deleted separately)."""
+        await self.aws.dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Delete": {
+                        "TableName": self.albums_table,
+                        "Key": {"album_id": {"S": album["album_id"]}},
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self.albums_table,
+                        "Key": {"album_id": {"S": album_name_guard(album["owner"], album["name"])}},
+                    }
+                },
+            ]
+        )
+
+    async def list_album_images(
+        self,
+        album_id: str,
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+        """One page of an album's images, newest upload first.
+
+        `after` and the returned position are (uploaded_at, image_id) of the last image of a
+        page; None when there is no further page.
+        """
+        kwargs: dict[str, Any] = {}
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {
+                "album_id": {"S": album_id},
+                "uploaded_at": {"S": after[0]},
+                "image_id": {"S": after[1]},
+            }
+        page = await self.aws.dynamodb.query(
+            TableName=self.images_table,
+            IndexName=IMAGES_BY_ALBUM_INDEX,
+            KeyConditionExpression="album_id = :album",
+            ExpressionAttributeValues={":album": {"S": album_id}},
+            ScanIndexForward=False,
+            Limit=limit,
+            **kwargs,
+        )
+        images = [from_item(item) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        position = None
+        if last and images:
+            position = (images[-1]["uploaded_at"], images[-1]["image_id"])
+        return images, position
+
+    async def get_images(self, image_ids: list[str]) -> list[dict[str, Any]]:
+        """Several image records at once (unknown ids are left out)."""
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(image_ids), 100):
+            keys: list[dict[str, Any]] = [
+                {"image_id": {"S": image_id}} for image_id in image_ids[start : start + 100]
+            ]
+            request: dict[str, Any] = {self.images_table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = await self.aws.dynamodb.batch_get_item(RequestItems=request)
+                found = response.get("Responses", {}).get(self.images_table, [])
+                records.extend(from_item(item) for item in found)
+                request = response.get("UnprocessedKeys") or {}
+        return records
+
+    async def delete_image(self, image_id: str) -> None:
+        await self.aws.dynamodb.delete_item(
+            TableName=self.images_table, Key={"image_id": {"S": image_id}}
+        )
+
+
+class AlbumNameTaken(Exception):
+    """The owner already has an album with this name."""
+
+
+def album_name_guard(owner: str, name: str) -> str:
+    """The key of the item that reserves an album name for its owner.
+
+    It contains `#`, which no album id may, so it never collides with or reads as an album.
+    """
+    digest = hashlib.sha256(f"{owner}\n{name.casefold()}".encode()).hexdigest()
+    return f"name#{digest}"
+
 
 STAGE_ORDER = ("extract", "tag", "thumbnail")
 # Attributes the starter fills in only for objects that arrived without an upload record.
@@ -182,4 +336,6 @@ _FIRST_SEEN = ("owner", "album_id", "bucket", "key", "uploaded_at", "file_name")
 
 
 def stages_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s: record[f"stage_{s}"] for s in STAGE_ORDER if isinstance(record.get(f"stage_{s}"), dict)}
+    return {
+        s: record[f"stage_{s}"] for s in STAGE_ORDER if isinstance(record.get(f"stage_{s}"), dict)
+    }

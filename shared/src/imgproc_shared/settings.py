@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -24,20 +26,23 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(default=50 * MiB, gt=0)
     max_pixels: int = Field(default=100_000_000, gt=0)
-    supported_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG"])
+    # "JPEG,PNG" or a JSON list in the environment.
+    supported_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["JPEG", "PNG"]
+    )
 
     # Messages one worker process works on at once (and its long-poll batch size, up to 10).
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     # Threads for CPU work in one worker process; 0 means one per core.
     worker_threads: int = Field(default=0, ge=0)
-    visibility_timeout_s: int = Field(default=60, ge=10)
+    visibility_timeout_s: int = Field(default=60, ge=1)
     heartbeat_interval_s: float = Field(default=20.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     wait_time_s: int = Field(default=20, ge=0, le=20)
 
     # Workflow limits, rendered into the state machine definition.
-    task_timeout_s: int = Field(default=900, ge=10)
-    task_heartbeat_s: int = Field(default=60, ge=5)
+    task_timeout_s: int = Field(default=900, ge=1)
+    task_heartbeat_s: int = Field(default=60, ge=1)
     max_receive_count: int = Field(default=5, ge=1)
 
     tagger_backend: str = "rekognition"  # "rekognition" on AWS, "local" on one machine
@@ -53,7 +58,9 @@ class Settings(BaseSettings):
     @field_validator("supported_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

@@ -135,7 +135,9 @@ def _stage_branch(stage: Stage, targets: WorkflowTargets, limits: WorkflowLimits
                 "TimeoutSeconds": limits.task_timeout_s,
                 "HeartbeatSeconds": limits.task_heartbeat_s,
                 "Retry": _retry(limits),
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": failed}],
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": failed}
+                ],
                 "End": True,
             },
             failed: _record_failure(stage.value, targets.images_table, f"{failed}End"),
@@ -233,7 +235,9 @@ def build_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = N
             "ResultPath": None,
             "Next": "AnnounceRejection",
         },
-        "AnnounceRejection": _announce(targets.stored_topic_arn, "REJECTED", NOT_SUPPORTED_IMAGE_TYPE),
+        "AnnounceRejection": _announce(
+            targets.stored_topic_arn, "REJECTED", NOT_SUPPORTED_IMAGE_TYPE
+        ),
         NOT_SUPPORTED_IMAGE_TYPE: {
             "Type": "Fail",
             "Error": NOT_SUPPORTED_IMAGE_TYPE,
@@ -281,9 +285,16 @@ def build_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = N
             },
             "ResultPath": None,
             "Retry": [
-                {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 3,
+                    "BackoffRate": 2.0,
+                }
             ],
-            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "StoreFailed"}],
+            "Catch": [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "StoreFailed"}
+            ],
             "Next": "Announce",
         },
         "Announce": _announce(targets.stored_topic_arn, None, None),

@@ -53,8 +53,12 @@ class Starter:
         bound = log.bind(image_id=image_id)
         # Record PROCESSING before starting, so the execution's own writes always come later.
         fresh = await self.catalog.mark_processing(
-            image_id=image_id, owner=owner, album_id=album_id, bucket=created.bucket,
-            key=created.key, execution_arn=arn,
+            image_id=image_id,
+            owner=owner,
+            album_id=album_id,
+            bucket=created.bucket,
+            key=created.key,
+            execution_arn=arn,
         )
         if not fresh:
             record = await self.catalog.get_image(image_id)
@@ -62,12 +66,16 @@ class Starter:
                 bound.info("duplicate upload event ignored", status=record.get("status"))
                 return False
         workflow_input = WorkflowInput(
-            image_id=image_id, bucket=created.bucket, key=created.key, owner=owner,
+            image_id=image_id,
+            bucket=created.bucket,
+            key=created.key,
+            owner=owner,
             album_id=album_id,
         )
         try:
             await self.aws.stepfunctions.start_execution(
-                stateMachineArn=self.state_machine_arn, name=image_id,
+                stateMachineArn=self.state_machine_arn,
+                name=image_id,
                 input=workflow_input.model_dump_json(),
             )
         except ClientError as exc:
@@ -84,13 +92,14 @@ class Starter:
             await self.start_image(created)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        queue_url = (
-            await self.aws.sqs.get_queue_url(QueueName=self.names.queue(Queue.INGEST))
-        )["QueueUrl"]
+        queue_url = (await self.aws.sqs.get_queue_url(QueueName=self.names.queue(Queue.INGEST)))[
+            "QueueUrl"
+        ]
         while not stopping.is_set():
             receive = asyncio.create_task(
                 self.aws.sqs.receive_message(
-                    QueueUrl=queue_url, MaxNumberOfMessages=10,
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=10,
                     WaitTimeSeconds=self.settings.wait_time_s,
                 )
             )
@@ -120,7 +129,8 @@ class Starter:
                 await self.aws.sqs.delete_message_batch(
                     QueueUrl=queue_url,
                     Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done)
                     ],
                 )
 

@@ -25,7 +25,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,7 +44,7 @@ from imgproc_shared.settings import Settings, get_settings
 from imgproc_shared.worker.task_token import TaskToken
 
 T = TypeVar("T")
-Handler = Callable[[StageTask, "WorkContext"], Awaitable[BaseModel]]
+Handler = Callable[[StageTask, "WorkContext"], Coroutine[Any, Any, BaseModel]]
 
 _MAX_BATCH = 10  # SQS ReceiveMessage limit
 
@@ -107,7 +107,12 @@ class Worker:
                 queue_name = self.names.queue(STAGE_QUEUES[self.stage])
                 queue_url = (await aws.sqs.get_queue_url(QueueName=queue_name))["QueueUrl"]
                 catalog = Catalog(aws, self.names)
-                self._log.info("worker started", queue=queue_name, concurrency=settings.worker_concurrency, threads=threads)
+                self._log.info(
+                    "worker started",
+                    queue=queue_name,
+                    concurrency=settings.worker_concurrency,
+                    threads=threads,
+                )
                 self.ready.set()
                 try:
                     await self._poll(ctx, catalog, queue_url)
@@ -195,7 +200,9 @@ class Worker:
             return
 
         log = log.bind(image_id=task.image_id)
-        with structlog.contextvars.bound_contextvars(image_id=task.image_id, stage=self.stage.value):
+        with structlog.contextvars.bound_contextvars(
+            image_id=task.image_id, stage=self.stage.value
+        ):
             await self._work(ctx, catalog, queue_url, receipt, task, last_try, log)
 
     async def _work(
@@ -210,15 +217,19 @@ class Worker:
     ) -> None:
         token = TaskToken(ctx.aws.stepfunctions, task.task_token)
         started_at, started = now_iso(), time.monotonic()
-        if not await catalog.record_stage(task.image_id, self.stage.value, {"started_at": started_at}):
+        if not await catalog.record_stage(
+            task.image_id, self.stage.value, {"started_at": started_at}
+        ):
             self.counters["unknown_image"] += 1
             log.warning("malformed message", reason="unknown image id")
             await self._release(ctx, queue_url, receipt, delay=2)
             return
 
         log.info("task started")
-        work = asyncio.create_task(self.handler(task, ctx))
-        keep_alive = asyncio.create_task(self._keep_alive(ctx, queue_url, receipt, token, work, log))
+        work: asyncio.Task[BaseModel] = asyncio.create_task(self.handler(task, ctx))
+        keep_alive = asyncio.create_task(
+            self._keep_alive(ctx, queue_url, receipt, token, work, log)
+        )
         try:
             try:
                 result = await asyncio.shield(work)
@@ -237,7 +248,8 @@ class Worker:
             await self._delete(ctx, queue_url, receipt)
         except errors.TaskError as exc:
             await catalog.record_stage(
-                task.image_id, self.stage.value,
+                task.image_id,
+                self.stage.value,
                 _progress(started_at, started, {"code": exc.error, "message": exc.cause}),
             )
             answered = await token.fail(exc.error, exc.cause)
@@ -266,7 +278,8 @@ class Worker:
             cause = f"{type(exc).__name__}: {exc}"
             log.error("task errored", cause=cause, last_try=last_try, exc_info=True)
             await catalog.record_stage(
-                task.image_id, self.stage.value,
+                task.image_id,
+                self.stage.value,
                 _progress(started_at, started, {"code": errors.STAGE_FAILED, "message": cause}),
             )
             if last_try:

@@ -29,7 +29,9 @@ class TaskToken:
 
     async def fail(self, error: str, cause: str) -> bool:
         return await self._answer(
-            self._sfn.send_task_failure, taskToken=self.token, error=error[:256],
+            self._sfn.send_task_failure,
+            taskToken=self.token,
+            error=error[:256],
             cause=cause[:_MAX_CAUSE],
         )
 

@@ -1,0 +1,47 @@
+# imgproc: `make up` runs the whole stack on this machine; `make test` runs every test.
+# Needs only python3 (3.11+), git and make: uv itself is installed into .tools/ on first use.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+ARGS ?=
+
+.PHONY: up test lint typecheck pytest bench synth install install-dev clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+# Runtime + dev tools (no CDK): what `make up` needs. --inexact keeps test-only extras.
+install: $(UV)
+	$(UV) sync --frozen --inexact
+
+# Everything, including the CDK app and linters for infra/, and the browser for web tests.
+install-dev: $(UV)
+	$(UV) sync --frozen --all-groups
+	@if [ -x tests/browser/install_chromium.sh ]; then tests/browser/install_chromium.sh; fi
+
+up: install
+	$(VENV)/bin/imgproc up $(ARGS)
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(VENV)/bin/mypy --strict shared/src
+	$(VENV)/bin/mypy services/extractor/src services/thumbnailer/src services/tagger/src \
+		services/status-api/src cli/src
+
+pytest:
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test: install-dev lint typecheck pytest
+
+bench: install
+	$(VENV)/bin/python -m bench.thumbnails $(ARGS)
+	$(VENV)/bin/python -m bench.tagger $(ARGS)
+
+clean:
+	rm -rf .tools $(VENV) .pytest_cache .mypy_cache .ruff_cache infra/cdk.out

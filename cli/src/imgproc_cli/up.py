@@ -1,0 +1,179 @@
+"""`imgproc up`: the whole stack on this machine, in one command.
+
+Starts the embedded AWS endpoint in this process, creates every resource, starts the four
+services as separate processes, and stops everything on Ctrl-C (or SIGTERM) within 15 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from imgproc_cli.bootstrap import bootstrap
+from imgproc_cli.embedded_aws import start_embedded_aws
+from imgproc_cli.local_stack import LocalStack, read_stack, remove_stack, write_stack
+from imgproc_cli.supervisor import Supervisor, service_specs
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.settings import Settings
+
+# Workers get this long to drain; `up` as a whole stops within 15 s.
+_SERVICE_STOP_TIMEOUT_S = 8.0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("up", help="run imgproc on this machine (embedded AWS)")
+    parser.add_argument("--port", type=int, default=8080, help="status API port (default 8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="status API address")
+    parser.add_argument(
+        "--aws-port", type=int, default=0, help="embedded AWS endpoint port (default: any free)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where logs and local state go (default: ~/.imgproc/data)",
+    )
+    parser.add_argument(
+        "--tagger",
+        choices=("local", "rekognition"),
+        default=None,
+        help="label backend (default: local model; rekognition = moto's canned labels)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, deadline: float, supervisor: Supervisor) -> bool:
+    while time.monotonic() < deadline:
+        supervisor.check()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    existing = read_stack(settings)
+    if existing is not None:
+        print(
+            f"imgproc is already running (pid {existing.pid}, status API {existing.api_url}). "
+            "Stop it first.",
+            file=sys.stderr,
+        )
+        return 1
+    port = args.port or _free_port(args.host)
+    if not _port_free(args.host, port):
+        print(f"port {port} on {args.host} is in use: pass --port N", file=sys.stderr)
+        return 1
+    data_dir: Path = (args.data_dir or Path(settings.home) / "data").expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tagger = args.tagger or os.environ.get("IMGPROC_TAGGER_BACKEND") or "local"
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    aws_server = None
+    supervisor: Supervisor | None = None
+    try:
+        aws_server = start_embedded_aws(port=args.aws_port)
+        local = settings.model_copy(update={"endpoint_url": aws_server.endpoint_url})
+
+        async def create() -> dict[str, object]:
+            async with AwsClients(local) as aws:
+                return await bootstrap(aws, local)
+
+        outputs = asyncio.run(create())
+        state_machine_arn = str(outputs["state_machine_arn"])
+        env = {
+            **os.environ,
+            "IMGPROC_ENDPOINT_URL": aws_server.endpoint_url,
+            "IMGPROC_STATE_MACHINE_ARN": state_machine_arn,
+            "IMGPROC_RESOURCE_PREFIX": settings.resource_prefix,
+            "IMGPROC_TAGGER_BACKEND": tagger,
+            "IMGPROC_HOME": str(settings.home),
+            "IMGPROC_AUTH_SECRET": os.environ.get("IMGPROC_AUTH_SECRET") or secrets.token_hex(32),
+            "IMGPROC_STOP_TIMEOUT_S": str(
+                min(settings.stop_timeout_s, _SERVICE_STOP_TIMEOUT_S - 2)
+            ),
+            "PYTHONUNBUFFERED": "1",
+        }
+        supervisor = Supervisor(env, data_dir / "logs")
+        for spec in service_specs(args.host, port):
+            supervisor.start(spec)
+        api_url = f"http://{args.host}:{port}"
+        if not _wait_healthy(f"{api_url}/healthz", time.monotonic() + 60, supervisor):
+            print(
+                f"the status API did not become healthy; see {data_dir / 'logs'}", file=sys.stderr
+            )
+            return 1
+        write_stack(
+            settings,
+            LocalStack(
+                endpoint_url=aws_server.endpoint_url,
+                api_url=api_url,
+                state_machine_arn=state_machine_arn,
+                resource_prefix=settings.resource_prefix,
+                pid=os.getpid(),
+                data_dir=str(data_dir),
+            ),
+        )
+        print(
+            "imgproc is up.\n"
+            f"  status API and web client: {api_url}\n"
+            f"  embedded AWS endpoint:     {aws_server.endpoint_url}\n"
+            f"  label backend:             {tagger}\n"
+            f"  service logs:              {data_dir / 'logs'}\n"
+            "Upload from another terminal:  .venv/bin/imgproc upload PHOTO.jpg --wait\n"
+            "Stop: press Ctrl-C.",
+            flush=True,
+        )
+        while True:
+            time.sleep(0.5)
+            supervisor.check()
+    except _Stop:
+        print("\nstopping imgproc...", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.stop(_SERVICE_STOP_TIMEOUT_S)
+        if aws_server is not None:
+            aws_server.stop()
+        remove_stack(settings, os.getpid())
+        print("imgproc stopped.", flush=True)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from imgproc_shared.resources import Queue, ResourceNames, execution_arn, incoming_key
+from imgproc_shared.settings import Settings
+
+
+def test_defaults_follow_the_reference_design() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.max_upload_bytes == 50 * 1024 * 1024
+    assert settings.max_pixels == 100_000_000
+    assert settings.supported_formats == ["JPEG", "PNG"]
+    assert (settings.tagger_max_labels, settings.tagger_min_confidence) == (10, 60.0)
+
+
+def test_environment_with_one_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGPROC_ENDPOINT_URL", "http://127.0.0.1:5000")
+    monkeypatch.setenv("IMGPROC_SUPPORTED_FORMATS", "jpeg,png,webp")
+    monkeypatch.setenv("IMGPROC_WORKER_CONCURRENCY", "8")
+    settings = Settings()
+    assert settings.endpoint_url == "http://127.0.0.1:5000"
+    assert settings.supported_formats == ["JPEG", "PNG", "WEBP"]
+    assert settings.worker_concurrency == 8
+
+
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGPROC_MAX_PIXELS", "-1")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_names_come_from_the_prefix() -> None:
+    names = ResourceNames("demo")
+    assert names.queue(Queue.STATUS_EVENTS) == "demo-status-events"
+    assert names.dead_letter_queue(Queue.TAG) == "demo-tag-dlq"
+    assert names.state_machine == "demo-ImageProc"
+    assert incoming_key("alice", "a1", "img", ".JPG") == "incoming/alice/a1/img.jpg"
+    assert execution_arn("arn:aws:states:r:1:stateMachine:demo-ImageProc", "img") == (
+        "arn:aws:states:r:1:execution:demo-ImageProc:img"
+    )
