@@ -16,6 +16,14 @@ from imgproc_shared.logging import get_logger
 log = get_logger(stage="up")
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when `up` dies, even by SIGKILL, so no service is orphaned."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -64,6 +72,7 @@ class Supervisor:
             # Own process group: a terminal Ctrl-C reaches only `up`, which stops the services
             # in order (workers drain while the embedded endpoint still serves them).
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         running = ServiceProcess(spec, process, log_file)
         self.processes.append(running)

@@ -21,6 +21,7 @@ from types import FrameType
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_cli.embedded_aws import start_embedded_aws
 from imgproc_cli.local_stack import LocalStack, read_stack, remove_stack, write_stack
+from imgproc_cli.persistence import SNAPSHOT_INTERVAL_S, StateStore
 from imgproc_cli.supervisor import Supervisor, service_specs
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
@@ -80,6 +81,30 @@ def _wait_healthy(url: str, deadline: float, supervisor: Supervisor) -> bool:
     return False
 
 
+class Snapshotter:
+    """Saves the stack's data every few seconds from the supervising loop."""
+
+    def __init__(self, store: StateStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.last = time.monotonic()
+
+    def snapshot(self) -> None:
+        async def save() -> None:
+            async with AwsClients(self.settings) as aws:
+                await self.store.snapshot(aws, self.settings)
+
+        try:
+            asyncio.run(save())
+        except Exception as exc:  # a failed snapshot must never stop the stack
+            print(f"warning: snapshot to {self.store.root} failed: {exc}", file=sys.stderr)
+        self.last = time.monotonic()
+
+    def maybe_snapshot(self) -> None:
+        if time.monotonic() - self.last >= SNAPSHOT_INTERVAL_S:
+            self.snapshot()
+
+
 class _Stop(Exception):
     pass
 
@@ -113,9 +138,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         aws_server = start_embedded_aws(port=args.aws_port)
         local = settings.model_copy(update={"endpoint_url": aws_server.endpoint_url})
 
+        store = StateStore(data_dir)
+
         async def create() -> dict[str, object]:
             async with AwsClients(local) as aws:
-                return await bootstrap(aws, local)
+                created = await bootstrap(aws, local)
+                restored = await store.restore(aws, local)
+                if any(restored.values()):
+                    print(f"restored from {data_dir}: {restored}", flush=True)
+                return created
 
         outputs = asyncio.run(create())
         state_machine_arn = str(outputs["state_machine_arn"])
@@ -162,9 +193,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "Stop: press Ctrl-C.",
             flush=True,
         )
+        snapshots = Snapshotter(store, local)
         while True:
             time.sleep(0.5)
             supervisor.check()
+            snapshots.maybe_snapshot()
     except _Stop:
         print("\nstopping imgproc...", flush=True)
         return 0
@@ -173,6 +206,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if supervisor is not None:
             supervisor.stop(_SERVICE_STOP_TIMEOUT_S)
+            if aws_server is not None:
+                Snapshotter(StateStore(data_dir), local).snapshot()
         if aws_server is not None:
             aws_server.stop()
         remove_stack(settings, os.getpid())
