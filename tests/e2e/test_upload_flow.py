@@ -22,9 +22,13 @@ from stack_process import IMGPROC, RunningStack
 pytestmark = pytest.mark.e2e
 
 
+CAT_PHOTO = Path(__file__).parents[1] / "fixtures" / "tagger" / "cat_chelsea.jpg"
+
+
 def _photo_with_exif_and_gps(path: Path) -> None:
-    """A 1600x1200 JPEG with camera EXIF and a GPS position (48.8584 N, 2.2945 E, 35 m)."""
-    image = Image.linear_gradient("L").resize((1600, 1200)).convert("RGB")
+    """A real photo of a cat (CC0, 451x300) given camera EXIF and a GPS position
+    (48.8584 N, 2.2945 E, 35 m)."""
+    image = Image.open(CAT_PHOTO).convert("RGB")
     exif = Image.Exif()
     exif[0x010F] = "Canon"  # Make
     exif[0x0110] = "Canon EOS R6"  # Model
@@ -94,7 +98,7 @@ def test_photo_with_exif_and_gps_is_processed(results: dict[str, dict[str, Any]]
     assert photo["status"] == "PROCESSED", photo
     assert photo["error"] is None
     metadata = photo["metadata"]
-    assert (metadata["format"], metadata["width"], metadata["height"]) == ("JPEG", 1600, 1200)
+    assert (metadata["format"], metadata["width"], metadata["height"]) == ("JPEG", 451, 300)
     assert metadata["bytes"] > 0 and len(metadata["sha256"]) == 64
     assert metadata["exif"]["make"] == "Canon" and metadata["exif"]["model"] == "Canon EOS R6"
     assert metadata["exif"]["iso"] == 200
@@ -102,8 +106,10 @@ def test_photo_with_exif_and_gps_is_processed(results: dict[str, dict[str, Any]]
     assert metadata["gps"]["longitude"] == pytest.approx(2.2945, abs=1e-4)
     assert metadata["gps"]["altitude"] == pytest.approx(35.0)
     assert metadata["taken_at"].startswith("2024-06-01T14:30:05")
-    assert photo["tags"], "expected labels"
     assert all({"name", "confidence", "parents"} <= set(t) for t in photo["tags"])
+    cat = next((t for t in photo["tags"] if t["name"] == "Cat"), None)
+    assert cat is not None, f"a photo of a cat should be labelled Cat: {photo['tags']}"
+    assert cat["confidence"] >= 60 and "Animal" in cat["parents"]
     assert photo["execution_arn"].endswith(":" + photo["image_id"])
     thumbnail = next(t for t in photo["thumbnails"] if max(t["width"], t["height"]) <= 256)
     assert max(thumbnail["width"], thumbnail["height"]) == 256

@@ -22,8 +22,16 @@ from imgproc_cli.bootstrap import bootstrap
 from imgproc_cli.embedded_aws import start_embedded_aws
 from imgproc_cli.local_stack import LocalStack, read_stack, remove_stack, write_stack
 from imgproc_cli.persistence import SNAPSHOT_INTERVAL_S, StateStore
+from imgproc_cli.scaler import (
+    WORKER_SERVICES,
+    LocalScaler,
+    QueueWatcher,
+    decision_logger,
+    workers_file,
+)
 from imgproc_cli.supervisor import Supervisor, service_specs
 from imgproc_shared.aws import AwsClients
+from imgproc_shared.scaling import local_policy
 from imgproc_shared.settings import Settings
 
 # Workers get this long to drain; `up` as a whole stops within 15 s.
@@ -48,6 +56,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("local", "rekognition"),
         default=None,
         help="label backend (default: local model; rekognition = moto's canned labels)",
+    )
+    parser.add_argument(
+        "--min-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fewest processes per worker service (default 1; 0 lets an idle service stop)",
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="most processes per worker service when its queue backs up (default 2)",
     )
     parser.set_defaults(func=run)
 
@@ -105,7 +127,7 @@ class Snapshotter:
             self.snapshot()
 
 
-class _Stop(Exception):
+class _Stop(BaseException):  # not an Exception: nothing may swallow a stop request
     pass
 
 
@@ -126,6 +148,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not _port_free(args.host, port):
         print(f"port {port} on {args.host} is in use: pass --port N", file=sys.stderr)
         return 1
+    if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
+        print("need 0 <= --min-workers <= --max-workers, and --max-workers >= 1", file=sys.stderr)
+        return 2
     data_dir: Path = (args.data_dir or Path(settings.home) / "data").expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     tagger = args.tagger or os.environ.get("IMGPROC_TAGGER_BACKEND") or "local"
@@ -134,6 +159,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     aws_server = None
     supervisor: Supervisor | None = None
+    scaler: LocalScaler | None = None
+    decision_log = None
     try:
         aws_server = start_embedded_aws(port=args.aws_port)
         local = settings.model_copy(update={"endpoint_url": aws_server.endpoint_url})
@@ -163,9 +190,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             ),
             "PYTHONUNBUFFERED": "1",
         }
-        supervisor = Supervisor(env, data_dir / "logs")
-        for spec in service_specs(args.host, port):
-            supervisor.start(spec)
+        supervisor = Supervisor(env, data_dir / "logs", retire_timeout=_SERVICE_STOP_TIMEOUT_S)
+        specs = service_specs(args.host, port)
+        for spec in specs:
+            if spec.name not in WORKER_SERVICES:
+                supervisor.start(spec)
+        # Worker services run as many processes as their queue needs, within the bounds.
+        policies = {
+            name: local_policy(stage, min_workers=args.min_workers, max_workers=args.max_workers)
+            for name, stage in WORKER_SERVICES.items()
+        }
+        logger, decision_log = decision_logger(data_dir / "logs" / "scaler.log")
+        scaler = LocalScaler(
+            supervisor,
+            [spec for spec in specs if spec.name in WORKER_SERVICES],
+            policies,
+            QueueWatcher(local, list(WORKER_SERVICES.values())),
+            workers_file(settings),
+            logger,
+        )
+        scaler.start()
         api_url = f"http://{args.host}:{port}"
         if not _wait_healthy(f"{api_url}/healthz", time.monotonic() + 60, supervisor):
             print(
@@ -189,6 +233,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"  embedded AWS endpoint:     {aws_server.endpoint_url}\n"
             f"  label backend:             {tagger}\n"
             f"  service logs:              {data_dir / 'logs'}\n"
+            f"  workers per service:       {args.min_workers}-{args.max_workers}, "
+            "following queue depth (imgproc workers)\n"
             "Upload from another terminal:  .venv/bin/imgproc upload PHOTO.jpg --wait\n"
             "Stop: press Ctrl-C.",
             flush=True,
@@ -197,6 +243,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         while True:
             time.sleep(0.5)
             supervisor.check()
+            scaler.step()
             snapshots.maybe_snapshot()
     except _Stop:
         print("\nstopping imgproc...", flush=True)
@@ -204,10 +251,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if scaler is not None:
+            scaler.stop()
         if supervisor is not None:
             supervisor.stop(_SERVICE_STOP_TIMEOUT_S)
             if aws_server is not None:
                 Snapshotter(StateStore(data_dir), local).snapshot()
+        if decision_log is not None:
+            decision_log.close()
         if aws_server is not None:
             aws_server.stop()
         remove_stack(settings, os.getpid())

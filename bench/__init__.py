@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.thumbnails` (also `make bench`, `imgproc bench thumbnails`)."""

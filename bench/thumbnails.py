@@ -1,0 +1,257 @@
+"""How close the extract + thumbnail path comes to the decoder's limit, photo by photo.
+
+For each photo, interleaved in one run (so a noisy neighbour hits every path alike):
+
+- ours:       the extractor's header read + sha256, then the thumbnailer's `render`
+              (preview 1280 + thumbnail 256 + ThumbHash placeholder);
+- ours_thumb: the same without the preview (thumbnail 256 + placeholder);
+- naive:     full decode, `ImageOps.exif_transpose`, LANCZOS resize to 1280 and 256, encode;
+- thumbnail: Pillow's `Image.thumbnail()` defaults (1280 then 256), encode;
+- floor:     the decode alone: 1/8-scale draft for JPEG, full decode for anything else.
+
+Times are CPU seconds of one thread (`time.thread_time`): images/s per core is 1 / time. Peak
+memory is measured per path in a fresh subprocess: peak RSS (VmHWM) minus the RSS after imports.
+
+    python -m bench.thumbnails [DIR] [--repeat N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from imgproc_thumbnailer.renditions import RenditionSpec, render
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CORPUS_PHOTOS = REPO_ROOT.parent / "shared" / "corpus" / "photos"
+SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
+PATHS = ("ours", "ours_thumb", "naive", "thumbnail", "floor")
+SUFFIXES = {".jpg", ".jpeg", ".png", ".mpo"}
+QUALITY = 80
+
+
+def _extract(data: bytes) -> int | None:
+    """The extractor's work on one object; returns the EXIF orientation it found."""
+    hashlib.sha256(data).hexdigest()
+    try:
+        from imgproc_extractor.metadata import ObjectBytes, describe
+    except ImportError:  # extractor not installed: the header parse it would do
+        image = Image.open(io.BytesIO(data))
+        value = image.getexif().get(0x0112) if image.format != "PNG" else None
+        return value if isinstance(value, int) else None
+    facts = describe(ObjectBytes.whole(data), max_pixels=1_000_000_000)
+    orientation: int | None = facts.fields.exif.orientation
+    return orientation
+
+
+def run_ours(data: bytes) -> None:
+    orientation = _extract(data)
+    render(data, SPECS, quality=QUALITY, orientation=orientation)
+
+
+def run_ours_thumb(data: bytes) -> None:
+    """Our path without the preview: what the 256 px thumbnail alone costs."""
+    orientation = _extract(data)
+    render(data, SPECS[:1], quality=QUALITY, orientation=orientation)
+
+
+def _save(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=QUALITY)
+    return buffer.getvalue()
+
+
+def run_naive(data: bytes) -> None:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    upright = ImageOps.exif_transpose(image)
+    for spec in SPECS:
+        copy = upright.copy()
+        copy.thumbnail(
+            (spec.long_edge, spec.long_edge), Image.Resampling.LANCZOS, reducing_gap=None
+        )
+        _save(copy)
+
+
+def run_thumbnail(data: bytes) -> None:
+    image = Image.open(io.BytesIO(data))
+    for spec in sorted(SPECS, key=lambda s: s.long_edge, reverse=True):
+        image.thumbnail((spec.long_edge, spec.long_edge))
+        _save(image)
+
+
+def run_floor(data: bytes) -> None:
+    image = Image.open(io.BytesIO(data))
+    if image.format in ("JPEG", "MPO"):
+        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+    image.load()
+
+
+RUNNERS: dict[str, Callable[[bytes], None]] = {
+    "ours": run_ours,
+    "ours_thumb": run_ours_thumb,
+    "naive": run_naive,
+    "thumbnail": run_thumbnail,
+    "floor": run_floor,
+}
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _memory_probe(path_name: str, photo: Path) -> None:
+    """Subprocess body: run one path once and print its peak RSS above the idle process."""
+    # Warm the modules the path touches on a tiny image, so imports don't count as work.
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(tiny, "JPEG")
+    RUNNERS[path_name](tiny.getvalue())
+    idle = _rss_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    RUNNERS[path_name](photo.read_bytes())
+    print(json.dumps({"idle_kb": idle, "peak_kb": _rss_kb("VmHWM")}))
+
+
+def measure_memory(path_name: str, photo: Path) -> float | None:
+    """Peak MB above idle of one path on one photo, in a fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.thumbnails", "--memory-probe", path_name, str(photo)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    peak_kb: int = probe["peak_kb"] - probe["idle_kb"]
+    return round(peak_kb / 1024, 1)
+
+
+def bench_photo(photo: Path, repeat: int, memory: bool) -> dict[str, Any]:
+    data = photo.read_bytes()
+    with Image.open(io.BytesIO(data)) as probe:
+        kind = probe.format or "?"
+        if kind == "JPEG" and probe.info.get("progressive"):
+            kind = "JPEG progressive"
+        width, height = probe.size
+    times: dict[str, list[float]] = {name: [] for name in PATHS}
+    for name in PATHS:  # warm-up: imports, ICC transforms, lookup tables
+        RUNNERS[name](data)
+    for _ in range(repeat):
+        for name in PATHS:
+            started = time.thread_time()
+            RUNNERS[name](data)
+            times[name].append(time.thread_time() - started)
+    median_ms = {name: round(statistics.median(v) * 1000, 1) for name, v in times.items()}
+    ours = median_ms["ours"]
+    row: dict[str, Any] = {
+        "file": photo.name,
+        "format": kind,
+        "megapixels": round(width * height / 1e6, 1),
+        "median_ms": median_ms,
+        "naive_over_ours": round(median_ms["naive"] / ours, 2),
+        "ours_over_floor": round(ours / median_ms["floor"], 2),
+        "ours_thumb_over_floor": round(median_ms["ours_thumb"] / median_ms["floor"], 2),
+        "naive_over_ours_thumb": round(median_ms["naive"] / median_ms["ours_thumb"], 2),
+        "ours_over_thumbnail": round(ours / median_ms["thumbnail"], 2),
+        "images_per_s_per_core": round(1000 / ours, 1),
+    }
+    if memory:
+        row["peak_mb_above_idle"] = {name: measure_memory(name, photo) for name in PATHS}
+    return row
+
+
+def generated_photos(directory: Path) -> list[Path]:
+    """Stand-ins when the corpus is absent: a 20 MP baseline and progressive JPEG, a PNG."""
+    width, height = 5472, 3648
+    gradient = Image.linear_gradient("L").resize((width, height))
+    noise = Image.effect_noise((width, height), 48)
+    image = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.ROTATE_180)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photos = [directory / "baseline_20mp_orient6.jpg", directory / "progressive_20mp.jpg"]
+    image.save(photos[0], "JPEG", quality=90, exif=exif)
+    image.save(photos[1], "JPEG", quality=90, progressive=True)
+    png = directory / "rgb_14mp.png"
+    image.resize((5120, 2880)).save(png, "PNG", compress_level=6)
+    return [*photos, png]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'naive':>7} "
+        f"{'thumb()':>7} {'floor':>6} {'naive/ours':>10} {'ours/floor':>10} {'o_th/floor':>10} "
+        f"{'ours/thumb()':>12} {'img/s/core':>10} {'peak MB above idle':>30}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        ms = row["median_ms"]
+        peak = row.get("peak_mb_above_idle")
+        peaks = "/".join(str(peak[name]) for name in PATHS) if peak else "-"
+        lines.append(
+            f"{row['file'][:40]:40} {row['format']:16} {row['megapixels']:>5} "
+            f"{ms['ours']:>6} {ms['ours_thumb']:>7} {ms['naive']:>7} {ms['thumbnail']:>7} "
+            f"{ms['floor']:>6} {row['naive_over_ours']:>10} {row['ours_over_floor']:>10} "
+            f"{row['ours_thumb_over_floor']:>10} {row['ours_over_thumbnail']:>12} "
+            f"{row['images_per_s_per_core']:>10} {peaks:>30}"
+        )
+    lines.append(f"peak MB above idle, per path: {'/'.join(PATHS)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table, or one JSON document with `--json`."""
+    parser = argparse.ArgumentParser(prog="bench.thumbnails", description=__doc__.splitlines()[0])
+    parser.add_argument("directory", nargs="?", type=Path, help="photos (default: the corpus)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per path and photo")
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("PATH", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_probe:
+        _memory_probe(args.memory_probe[0], Path(args.memory_probe[1]))
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="imgproc-bench-") as scratch:
+        directory = args.directory or (CORPUS_PHOTOS if CORPUS_PHOTOS.is_dir() else None)
+        if directory is None:
+            photos = generated_photos(Path(scratch))
+            source = "generated"
+        else:
+            if not directory.is_dir():
+                print(f"bench.thumbnails: {directory} is not a directory", file=sys.stderr)
+                return 2
+            photos = sorted(p for p in directory.iterdir() if p.suffix.lower() in SUFFIXES)
+            source = str(directory)
+        if not photos:
+            print(f"bench.thumbnails: no photos in {source}", file=sys.stderr)
+            return 2
+        rows = [bench_photo(photo, max(1, args.repeat), not args.no_memory) for photo in photos]
+
+    if args.json:
+        print(json.dumps({"source": source, "repeat": args.repeat, "photos": rows}, indent=2))
+    else:
+        print(f"photos: {source}; median CPU ms of {args.repeat} interleaved runs, one thread")
+        print(_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

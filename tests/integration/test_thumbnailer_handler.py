@@ -1,0 +1,100 @@
+"""The thumbnail stage's handler against the real moto server: objects written where the
+result says, with the right type and size, and a redelivery overwrites them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from imgproc_shared.errors import CorruptImage
+from imgproc_shared.models import StageTask
+from imgproc_shared.resources import ResourceNames, Stage, incoming_key, thumbnail_key
+from imgproc_shared.worker.runtime import WorkContext
+from imgproc_thumbnailer.handler import handle
+from imgproc_thumbnailer.thumbhash import decode_placeholder
+
+IMAGES = Path(__file__).parents[1] / "fixtures" / "images"
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool
+
+
+async def _put(aws: Any, bucket: str, image_id: str, body: bytes) -> str:
+    key = incoming_key("alice", "album1", image_id, "jpg")
+    await aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return key
+
+
+def _photo() -> bytes:
+    """A 2400x1600 JPEG stored sideways (orientation 6), with EXIF that must not leak."""
+    image = Image.linear_gradient("L").resize((2400, 1600)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "SecretCam"
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+async def test_handle_writes_both_renditions_and_a_placeholder(
+    stack: Any, executor: ThreadPoolExecutor
+) -> None:
+    settings, aws, _ = stack
+    names = ResourceNames.from_settings(settings)
+    image_id = "img0001"
+    key = await _put(aws, names.bucket, image_id, _photo())
+    task = StageTask(
+        task_token="token",
+        stage=Stage.THUMBNAIL,
+        image_id=image_id,
+        bucket=names.bucket,
+        key=key,
+        metadata={"format": "JPEG", "width": 2400, "height": 1600, "exif": {"orientation": 6}},
+    )
+    ctx = WorkContext(settings, aws, names, executor)
+
+    result = await handle(task, ctx)
+
+    sizes = {r.name: (r.width, r.height) for r in result.renditions}
+    assert sizes == {"thumbnail": (171, 256), "preview": (853, 1280)}  # turned upright
+    for rendition in result.renditions:
+        assert rendition.key == thumbnail_key(image_id, rendition.name, "jpg")
+        head = await aws.s3.head_object(Bucket=names.bucket, Key=rendition.key)
+        assert head["ContentType"] == "image/jpeg"
+        assert head["ContentLength"] == rendition.bytes
+        body = await (await aws.s3.get_object(Bucket=names.bucket, Key=rendition.key))[
+            "Body"
+        ].read()
+        stored = Image.open(io.BytesIO(body))
+        assert stored.size == (rendition.width, rendition.height)
+        assert not stored.getexif()
+        assert b"SecretCam" not in body
+    assert result.placeholder
+    assert decode_placeholder(result.placeholder).height == 32  # portrait, like the thumbnail
+
+    # A redelivered message writes the same keys again: still exactly two objects.
+    again = await handle(task, ctx)
+    assert [r.key for r in again.renditions] == [r.key for r in result.renditions]
+    listed = await aws.s3.list_objects_v2(Bucket=names.bucket, Prefix=f"thumbnails/{image_id}/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == sorted(r.key for r in result.renditions)
+
+
+async def test_handle_names_a_damaged_file(stack: Any, executor: ThreadPoolExecutor) -> None:
+    settings, aws, _ = stack
+    names = ResourceNames.from_settings(settings)
+    body = (IMAGES / "truncated_progressive.jpg").read_bytes()
+    key = await _put(aws, names.bucket, "img0002", body)
+    task = StageTask(
+        task_token="token", stage=Stage.THUMBNAIL, image_id="img0002", bucket=names.bucket, key=key
+    )
+    with pytest.raises(CorruptImage):
+        await handle(task, WorkContext(settings, aws, names, executor))

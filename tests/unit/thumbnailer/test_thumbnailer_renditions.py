@@ -1,0 +1,264 @@
+"""Renditions of real-world files: upright, true colours, no metadata, never upscaled."""
+
+from __future__ import annotations
+
+import array
+import base64
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
+
+from imgproc_shared.errors import CorruptImage, TooLarge
+from imgproc_thumbnailer.renditions import (
+    EncodedRendition,
+    RenderedImage,
+    RenditionSpec,
+    decode_for,
+    fit_within,
+    render,
+)
+from imgproc_thumbnailer.thumbhash import decode_placeholder, thumbhash_to_average_rgba
+
+IMAGES = Path(__file__).parents[2] / "fixtures" / "images"
+SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
+
+ORIENTATION_FILES = [f"hopper_orientation_{n}.jpg" for n in range(1, 9)] + [
+    "png_exif_orientation3.png",
+    "png_xmp_orientation3.png",
+]
+FORMAT_FILES = [
+    "apng16_rgba.png",
+    "cmyk.jpg",
+    "grayscale.jpg",
+    "interlaced_palette_trns.png",
+    "interlaced_rgba.png",
+    "la_uncompressed.png",
+    "palette_single_trns.png",
+    "png16_gray_trns.png",
+    "progressive_app13.jpg",
+    "progressive_icc_big.jpg",
+    "sugarshack_3ds.mpo",
+]
+METADATA_FILES = [
+    "exif_gps.jpg",
+    "xmp_canon.jpg",
+    "iptc_nokia.jpg",
+    "progressive_icc_big.jpg",
+    "exif_in_png.png",
+    "png_xmp_orientation3.png",
+]
+WHITE = (255, 255, 255, 255)
+
+
+def _render(name: str, **options: object) -> RenderedImage:
+    return render((IMAGES / name).read_bytes(), SPECS, **options)  # type: ignore[arg-type]
+
+
+def _rendition(rendered: RenderedImage, name: str) -> EncodedRendition:
+    return next(r for r in rendered.renditions if r.name == name)
+
+
+def _decoded(rendition: EncodedRendition) -> Image.Image:
+    image = Image.open(io.BytesIO(rendition.data))
+    image.load()
+    return image
+
+
+def _mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
+    assert a.size == b.size
+    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    return sum(ImageStat.Stat(diff).mean) / 3
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
+
+
+def reference_colours(path: Path) -> Image.Image:
+    """What a browser shows for the first frame, upright, at full size, made without our code."""
+    opened = Image.open(path)
+    opened.seek(0)
+    opened.load()
+    image = ImageOps.exif_transpose(opened)
+    if image.mode == "I;16":
+        # PNG semantics: a 16-bit sample means value / 65535; tRNS names one transparent value.
+        transparent = image.info.get("transparency")
+        values = array.array("H", image.tobytes("raw", "I;16"))
+        grey = [round(v / 257) for v in values]
+        alpha = [0 if v == transparent else 255 for v in values]
+        la = Image.new("LA", image.size)
+        la.putdata(list(zip(grey, alpha, strict=True)))
+        return _on_white(la)
+    icc = image.info.get("icc_profile")
+    if icc:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.createProfile("sRGB")
+        mode = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(image, source, srgb, outputMode=mode)
+        assert converted is not None
+        return _on_white(converted)
+    return _on_white(image)
+
+
+def _means(image: Image.Image) -> list[float]:
+    return ImageStat.Stat(image.convert("RGB")).mean
+
+
+@pytest.mark.parametrize("name", ORIENTATION_FILES)
+def test_every_orientation_comes_out_upright(name: str) -> None:
+    rendered = _render(name)
+    thumbnail = _decoded(_rendition(rendered, "thumbnail"))
+    # Made without our code: Pillow's exif_transpose at full size, colours as a browser shows.
+    reference = reference_colours(IMAGES / name)
+    reference = reference.resize(thumbnail.size, Image.Resampling.LANCZOS)
+    assert _mean_abs_diff(thumbnail, reference) < 6
+    # The check can tell orientations apart: the stored (unturned) pixels are far off.
+    if rendered.orientation != 1:
+        stored = Image.open(IMAGES / name).convert("RGB")
+        if stored.size == reference.size:
+            assert _mean_abs_diff(stored.resize(thumbnail.size), reference) > 15
+
+
+def test_orientation_from_the_extractor_wins_and_swaps_axes() -> None:
+    rendered = _render("orientation_rectangle_2x1_o8.jpg", orientation=8)
+    assert rendered.orientation == 8
+    for rendition in rendered.renditions:
+        assert (rendition.width, rendition.height) == (1, 2)
+        assert _decoded(rendition).size == (1, 2)
+    read_from_file = _render("orientation_rectangle_2x1_o8.jpg")
+    assert read_from_file.orientation == 8
+    # An explicit (say, corrected) orientation is applied as given.
+    as_stored = _render("hopper_orientation_6.jpg", orientation=1)
+    assert as_stored.orientation == 1
+
+
+@pytest.mark.parametrize("name", FORMAT_FILES)
+def test_every_format_keeps_its_colours(name: str) -> None:
+    rendered = _render(name)
+    reference = reference_colours(IMAGES / name)
+    for rendition in rendered.renditions:
+        image = _decoded(rendition)
+        assert image.mode == "RGB" and rendition.format == "JPEG"
+        for got, want in zip(_means(image), _means(reference), strict=True):
+            assert abs(got - want) < 4, (rendition.name, _means(image), _means(reference))
+        # Not only the mean: the picture matches where it matters.
+        assert _mean_abs_diff(image, reference.resize(image.size, Image.Resampling.LANCZOS)) < 8
+
+
+@pytest.mark.parametrize(
+    "name", ["palette_single_trns.png", "la_uncompressed.png", "png16_gray_trns.png"]
+)
+def test_the_colour_check_rejects_a_naive_conversion(name: str) -> None:
+    naive = Image.open(IMAGES / name).convert("RGB")
+    reference = reference_colours(IMAGES / name)
+    worst = max(abs(a - b) for a, b in zip(_means(naive), _means(reference), strict=True))
+    assert worst >= 4
+
+
+def test_embedded_profiles_are_converted_to_srgb() -> None:
+    # Adobe RGB (1998): the same numbers are more saturated than in sRGB.
+    name = "xmp_canon.jpg"
+    rendered = _render(name)
+    preview = _decoded(_rendition(rendered, "preview"))
+    reference = reference_colours(IMAGES / name).resize(preview.size, Image.Resampling.LANCZOS)
+    unconverted = Image.open(IMAGES / name).convert("RGB").resize(preview.size)
+    for got, want, plain in zip(
+        _means(preview), _means(reference), _means(unconverted), strict=True
+    ):
+        assert abs(got - want) < 0.5
+        assert abs(plain - want) > 0.3  # the check can tell: the profile moves the colours
+    # At low resolution (no encoding or sharpness noise) ours is far nearer than unconverted.
+    small = (64, 34)
+    box = Image.Resampling.BOX
+    target = reference.resize(small, box)
+    ours = _mean_abs_diff(preview.resize(small, box), target)
+    plain = _mean_abs_diff(unconverted.resize(small, box), target)
+    assert ours < plain / 2, (ours, plain)
+
+
+@pytest.mark.parametrize("name", METADATA_FILES)
+@pytest.mark.parametrize("output_format", ["JPEG", "WEBP"])
+def test_no_rendition_carries_metadata(name: str, output_format: str) -> None:
+    rendered = _render(name, output_format=output_format)
+    for rendition in rendered.renditions:
+        image = _decoded(rendition)
+        assert image.format == output_format
+        assert not image.getexif()
+        assert not {"exif", "icc_profile", "xmp", "XML:com.adobe.xmp", "photoshop"} & set(
+            image.info
+        )
+        for marker in (b"Exif\x00\x00", b"ICC_PROFILE", b"ns.adobe.com/xap", b"Photoshop 3.0"):
+            assert marker not in rendition.data
+
+
+def _jpeg(size: tuple[int, int]) -> bytes:
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_large_images_shrink_to_each_long_edge() -> None:
+    rendered = render(_jpeg((3000, 2000)), SPECS)
+    sizes = {r.name: (r.width, r.height) for r in rendered.renditions}
+    assert sizes == {"preview": (1280, 853), "thumbnail": (256, 171)}
+    for rendition in rendered.renditions:
+        assert _decoded(rendition).size == (rendition.width, rendition.height)
+
+
+@pytest.mark.parametrize(
+    "name", ["cmyk.jpg", "orientation_rectangle_2x1_o8.jpg", "progressive_icc_big.jpg"]
+)
+def test_small_images_are_never_upscaled(name: str) -> None:
+    source = ImageOps.exif_transpose(Image.open(IMAGES / name))
+    rendered = _render(name)
+    preview = _rendition(rendered, "preview")
+    thumbnail = _rendition(rendered, "thumbnail")
+    assert (preview.width, preview.height) == source.size
+    assert (thumbnail.width, thumbnail.height) == fit_within(*source.size, 256)
+    assert max(thumbnail.width, thumbnail.height) <= max(source.size)
+
+
+def test_jpeg_decodes_at_reduced_scale() -> None:
+    # Preview 1280 needs at least 1280 px; the 1/2 scale (2048) is the smallest that covers it.
+    image = decode_for(_jpeg((4096, 2048)), 1280, smallest_edge=256)
+    assert image.size == (2048, 1024)
+    # Thumbnail alone: twice 256 is enough, so the decoder goes down to 1/8 (512).
+    assert decode_for(_jpeg((4096, 2048)), 256, smallest_edge=256).size == (512, 256)
+
+
+def test_webp_keeps_transparency() -> None:
+    rendered = _render("interlaced_rgba.png", output_format="WEBP")
+    thumbnail = _rendition(rendered, "thumbnail")
+    assert thumbnail.content_type == "image/webp" and thumbnail.extension == "webp"
+    image = _decoded(thumbnail)
+    assert image.mode == "RGBA"
+    lowest, _ = image.getchannel("A").getextrema()
+    assert isinstance(lowest, int) and lowest < 128
+
+
+@pytest.mark.parametrize("name", ["hopper_orientation_6.jpg", "interlaced_rgba.png", "cmyk.jpg"])
+def test_the_placeholder_decodes_to_the_thumbnail(name: str) -> None:
+    rendered = _render(name)
+    thumbnail = _decoded(_rendition(rendered, "thumbnail"))
+    hash_bytes = base64.b64decode(rendered.placeholder, validate=True)
+    r, g, b, _ = thumbhash_to_average_rgba(hash_bytes)
+    for got, want in zip((r * 255, g * 255, b * 255), _means(thumbnail), strict=True):
+        assert abs(got - want) < 16
+    decoded = decode_placeholder(rendered.placeholder)
+    assert max(decoded.size) == 32
+    assert decoded.width / decoded.height == pytest.approx(
+        thumbnail.width / thumbnail.height, rel=0.3
+    )
+
+
+def test_damaged_and_oversized_files_are_named_failures() -> None:
+    with pytest.raises(CorruptImage, match=r"truncated|damaged"):
+        _render("truncated_progressive.jpg")
+    with pytest.raises(CorruptImage):
+        render(b"this is not an image", SPECS)
+    with pytest.raises(TooLarge, match="over the limit"):
+        _render("hopper_orientation_1.jpg", max_pixels=1000)
