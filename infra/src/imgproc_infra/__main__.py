@@ -1,0 +1,3 @@
+from imgproc_infra.app import main
+
+main()

@@ -1,0 +1,121 @@
+"""What one deployment is made of: its settings, its service images and its default sizes.
+
+Everything here is derived from `imgproc_shared` (names, limits) so the deployed stack and the
+local stack read the same numbers; the sizes are only defaults of CloudFormation parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgproc_shared.resources import Stage
+from imgproc_shared.scaling import POLICIES, ScalingPolicy
+from imgproc_shared.settings import Settings
+from imgproc_shared.workflow import WorkflowLimits
+
+# infra/src/imgproc_infra/config.py → the repository root, which is the Docker build context.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = "docker/Dockerfile"
+
+# ECS allows at most 120 s between SIGTERM and SIGKILL on Fargate.
+MAX_STOP_TIMEOUT_S = 120
+# Time on top of the worker's own drain deadline for the process to log and exit.
+STOP_MARGIN_S = 20
+
+STATUS_API_PORT = 8080
+HEALTH_PATH = "/healthz"
+# The status API's container health probe (the slim image has no curl); the Dockerfile's
+# HEALTHCHECK runs the same command.
+HEALTHCHECK_COMMAND = (
+    "python",
+    "-c",
+    f"import urllib.request; urllib.request.urlopen("
+    f"'http://127.0.0.1:{STATUS_API_PORT}{HEALTH_PATH}', timeout=3)",
+)
+
+
+@dataclass(frozen=True)
+class ServiceImage:
+    """One container image: a target of `docker/Dockerfile` that installs one workspace member."""
+
+    service: str
+    package: str
+    module: str
+    # What the container runs (after `python -m MODULE`).
+    args: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.service
+
+    @property
+    def command(self) -> list[str]:
+        return ["python", "-m", self.module, *self.args]
+
+
+WORKER_IMAGES: dict[Stage, ServiceImage] = {
+    Stage.EXTRACT: ServiceImage("extractor", "imgproc-extractor", "imgproc_extractor"),
+    Stage.TAG: ServiceImage("tagger", "imgproc-tagger", "imgproc_tagger"),
+    Stage.THUMBNAIL: ServiceImage("thumbnailer", "imgproc-thumbnailer", "imgproc_thumbnailer"),
+}
+STATUS_API_IMAGE = ServiceImage(
+    "status-api",
+    "imgproc-status-api",
+    "imgproc_status_api",
+    ("--host", "0.0.0.0", "--port", str(STATUS_API_PORT)),
+)
+SERVICE_IMAGES: tuple[ServiceImage, ...] = (*WORKER_IMAGES.values(), STATUS_API_IMAGE)
+
+
+@dataclass(frozen=True)
+class WorkerSizing:
+    """Defaults of one worker service's CloudFormation parameters.
+
+    The scaling numbers come from the shared `ScalingPolicy` (the local scaler applies the same
+    policy); only the Fargate task size is AWS-specific.
+    """
+
+    policy: ScalingPolicy
+    cpu: int = 512
+    memory_mib: int = 1024
+
+
+# SQS publishes its metrics every minute: both scaling policies read one-minute periods.
+METRIC_PERIOD_S = 60
+
+DEFAULT_SIZING: dict[Stage, WorkerSizing] = {
+    Stage.EXTRACT: WorkerSizing(POLICIES[Stage.EXTRACT], cpu=512, memory_mib=1024),
+    # Rekognition does the work: the task waits on the network.
+    Stage.TAG: WorkerSizing(POLICIES[Stage.TAG], cpu=256, memory_mib=1024),
+    Stage.THUMBNAIL: WorkerSizing(POLICIES[Stage.THUMBNAIL], cpu=1024, memory_mib=2048),
+}
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """One deployment: the settings its services run with, and how it is reached."""
+
+    settings: Settings
+    sizing: dict[Stage, WorkerSizing] = field(default_factory=lambda: dict(DEFAULT_SIZING))
+    # An ACM certificate for HTTPS on the load balancer; without one the API listens on HTTP.
+    certificate_arn: str | None = None
+    repo_root: Path = REPO_ROOT
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.resource_prefix
+
+    @property
+    def container_stop_timeout_s(self) -> int:
+        """SIGTERM to SIGKILL: the worker's drain deadline plus a margin, within ECS's limit."""
+        return min(int(self.settings.stop_timeout_s) + STOP_MARGIN_S, MAX_STOP_TIMEOUT_S)
+
+
+def workflow_limits(settings: Settings) -> WorkflowLimits:
+    """The workflow limits the local bootstrap renders, from the same settings."""
+    return WorkflowLimits(
+        accepted_formats=tuple(settings.accepted_formats()),
+        task_timeout_s=settings.task_timeout_s,
+        task_heartbeat_s=settings.task_heartbeat_s,
+    )
