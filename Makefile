@@ -29,15 +29,21 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
+
 typecheck:
 	$(VENV)/bin/mypy --strict shared/src
 	$(VENV)/bin/mypy services/extractor/src services/thumbnailer/src services/tagger/src \
-		services/status-api/src cli/src
+		services/status-api/src cli/src infra/src bench
 
 pytest:
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 test: install-dev lint typecheck pytest
+
+# The CloudFormation template(s) for AWS, into infra/cdk.out/ (no AWS account needed).
+synth: install-dev
+	$(VENV)/bin/python -m imgproc_infra --outdir infra/cdk.out
 
 bench: install
 	$(VENV)/bin/python -m bench.thumbnails $(ARGS)

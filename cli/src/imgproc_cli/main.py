@@ -5,37 +5,62 @@ from __future__ import annotations
 import argparse
 import sys
 
+from botocore.exceptions import BotoCoreError
 from pydantic import ValidationError
 
-from imgproc_cli import bench, up, uploads
+from imgproc_cli import bench, dlq, loadtest, up, uploads, workers
+from imgproc_cli.aws_target import StackNotFound
 from imgproc_cli.local_stack import NoTarget
 from imgproc_cli.uploads import UsageError
 from imgproc_shared.settings import Settings
 
-COMMANDS = (up, uploads, bench)
+COMMANDS = (up, uploads, workers, dlq, bench, loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imgproc", description="imgproc: image recognition and processing backend"
     )
+    parser.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="target a stack deployed to AWS with infra/ (its outputs give every name)",
+    )
+    parser.add_argument("--region", help="AWS region of --stack (default: IMGPROC_REGION)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
     return parser
 
 
+def _target_deployed_stack(stack: str, region: str | None) -> None:
+    """Point every command at a deployed stack: its outputs become `IMGPROC_*` settings."""
+    import os
+
+    from imgproc_cli.aws_target import settings_from_stack_outputs  # boto3: only when used
+
+    region = region or Settings().region
+    os.environ.update(settings_from_stack_outputs(stack, region))
+    os.environ["IMGPROC_TARGET"] = "aws"
+    os.environ.pop("IMGPROC_ENDPOINT_URL", None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.stack:
+            _target_deployed_stack(args.stack, args.region)
         settings = Settings()
     except ValidationError as exc:
         print(f"imgproc: invalid IMGPROC_* setting: {exc}", file=sys.stderr)
         return 2
+    except (StackNotFound, BotoCoreError) as exc:
+        print(f"imgproc: {exc}", file=sys.stderr)
+        return 2
     try:
         code: int = args.func(args, settings)
         return code
-    except (UsageError, NoTarget) as exc:
+    except (UsageError, NoTarget, BotoCoreError) as exc:
         print(f"imgproc: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
