@@ -157,6 +157,68 @@ class Catalog:
                 return False
             raise
 
+    async def mark_rerun(self, image_id: str, *, execution_arn: str, previous_reruns: int) -> bool:
+        """FAILED → PROCESSING for a new execution (a dead-letter replay re-runs the image).
+
+        Clears the failure and points `execution_arn` at the new execution. False when the
+        image is not FAILED or another re-run counted first (the `reruns` counter guards it).
+        """
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.images_table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression=(
+                    "SET #status = :processing, execution_arn = :arn, reruns = :reruns, "
+                    "started_at = :now REMOVE error_code, error_message, failed_stage, finished_at"
+                ),
+                ConditionExpression=(
+                    "#status = :failed AND (attribute_not_exists(reruns) OR reruns = :previous)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":processing": ImageStatus.PROCESSING.value,
+                        ":failed": ImageStatus.FAILED.value,
+                        ":arn": execution_arn,
+                        ":reruns": previous_reruns + 1,
+                        ":previous": previous_reruns,
+                        ":now": now_iso(),
+                    }
+                ),
+            )
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    async def undo_rerun(self, image_id: str, *, execution_arn: str, cause: str) -> None:
+        """Back to FAILED when a re-run's execution could not be started."""
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.images_table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression=(
+                    "SET #status = :failed, error_code = :code, error_message = :cause, "
+                    "finished_at = :now"
+                ),
+                ConditionExpression="#status = :processing AND execution_arn = :arn",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":failed": ImageStatus.FAILED.value,
+                        ":processing": ImageStatus.PROCESSING.value,
+                        ":arn": execution_arn,
+                        ":code": "ImageProc.RerunNotStarted",
+                        ":cause": cause,
+                        ":now": now_iso(),
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+
     async def record_stage(self, image_id: str, stage: str, progress: dict[str, Any]) -> bool:
         """Write one stage's progress (started, finished, error); False if the image is unknown."""
         try:

@@ -1,86 +1,154 @@
-"""The status API: health, images (and, as it grows, albums, uploads and live updates).
+"""The status API: identity, albums, uploads, images, executions, live updates, queue views,
+and the web client at `/`.
 
-It also runs the starter, which turns uploads into executions, as a task of this process.
+It also runs, as tasks of this process, the starter (uploads → executions) and the consumer of
+`status-events` that feeds live updates.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.logging import get_logger
-from imgproc_shared.models import IMAGE_ID_PATTERN
 from imgproc_shared.resources import ResourceNames
 from imgproc_shared.settings import Settings, get_settings
-from imgproc_shared.views import image_view
-
+from imgproc_status_api.api.deps import ApiState
+from imgproc_status_api.api.main import api_router
+from imgproc_status_api.auth import make_verifier
+from imgproc_status_api.config import ApiSettings
+from imgproc_status_api.errors import install_error_handlers
+from imgproc_status_api.live import AlbumEvents
+from imgproc_status_api.schemas import Health
 from imgproc_status_api.starter import Starter, resolve_state_machine_arn
 
 log = get_logger()
 
+WEB_ROOT = Path(__file__).parent / "web"
+# The web client loads nothing but itself; images and uploads go to S3 (another origin).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data: blob: http: https:; connect-src 'self' http: https:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+# Multipart bodies beyond the upload limit (plus room for the form's framing) are refused
+# before they are read.
+_BODY_HEADROOM = 1024 * 1024
 
-class ApiError(HTTPException):
-    def __init__(self, status_code: int, code: str, message: str) -> None:
-        super().__init__(status_code=status_code, detail=message)
-        self.code = code
 
-
-def create_app(settings: Settings | None = None, *, run_starter: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_starter: bool = True,
+    api_settings: ApiSettings | None = None,
+) -> FastAPI:
+    """The ASGI app. `run_starter=False` serves the API without starting executions (tests)."""
     settings = settings or get_settings()
+    api_settings = (api_settings or ApiSettings()).with_secret()
     names = ResourceNames.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AwsClients(settings) as aws:
+            catalog = Catalog(aws, names)
+            verifier = make_verifier(api_settings)
+            state_holder: list[ApiState] = []
+
+            async def view(record: dict[str, object]) -> dict[str, object]:
+                return await state_holder[0].view(record)
+
+            events = AlbumEvents(
+                aws,
+                names,
+                catalog,
+                view,
+                poll_interval_s=api_settings.events_poll_interval_s,
+                discovery_interval_s=api_settings.events_discovery_interval_s,
+                wait_time_s=settings.wait_time_s,
+            )
+            state = ApiState(settings, api_settings, names, aws, catalog, verifier, events)
+            state_holder.append(state)
+            app.state.api = state
+            # Kept for code written against the first version of this app.
             app.state.aws = aws
-            app.state.catalog = Catalog(aws, names)
+            app.state.catalog = catalog
             stopping = asyncio.Event()
-            starter_task = None
+            tasks = [
+                asyncio.create_task(events.consume_status_events(stopping), name="status-events")
+            ]
             if run_starter:
                 arn = await resolve_state_machine_arn(aws, settings)
-                starter_task = asyncio.create_task(Starter(aws, settings, arn).run(stopping))
+                tasks.append(
+                    asyncio.create_task(Starter(aws, settings, arn).run(stopping), name="starter")
+                )
             try:
                 yield
             finally:
                 stopping.set()
-                if starter_task is not None:
-                    await asyncio.wait({starter_task}, timeout=5)
-                    starter_task.cancel()
+                events.close()
+                await asyncio.wait(tasks, timeout=5)
+                for task in tasks:
+                    task.cancel()
 
-    app = FastAPI(title="imgproc status API", version="0.1.0", lifespan=lifespan)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.status_code, content={"code": exc.code, "message": exc.detail}
+    app = FastAPI(
+        title="imgproc status API",
+        version="0.2.0",
+        description=(
+            "Albums, uploads, images, executions and live updates of the imgproc image "
+            "pipeline. Every error is `{code, message}`."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    if api_settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=api_settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
         )
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    body_limit = settings.max_upload_bytes + _BODY_HEADROOM
 
-    @app.get("/api/images/{image_id}")
-    async def get_image(
-        request: Request, image_id: str = Path(pattern=IMAGE_ID_PATTERN)
-    ) -> dict[str, Any]:
-        record = await request.app.state.catalog.get_image(image_id)
-        if record is None:
-            raise ApiError(404, "image_not_found", f"no image {image_id}")
-        aws: AwsClients = request.app.state.aws
-
-        async def presigned(bucket: str, key: str) -> str:
-            url: str = await aws.s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > body_limit):
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "code": "too_large",
+                    "message": f"bodies are limited to {body_limit} bytes",
+                },
             )
-            return url
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
-        return await image_view(record, presigned)
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> Health:
+        return Health(status="ok")
 
+    app.include_router(api_router)
+
+    @app.get("/", include_in_schema=False)
+    async def web_client() -> FileResponse:
+        return FileResponse(WEB_ROOT / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/web", StaticFiles(directory=WEB_ROOT), name="web")
     return app

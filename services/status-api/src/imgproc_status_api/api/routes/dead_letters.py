@@ -1,0 +1,129 @@
+"""Operators' dead letters: counts, messages, replay and purge.
+
+Thin wrappers over `imgproc_shared.dead_letters`, the same operations `imgproc dlq` runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from imgproc_shared.dead_letters import DeadLetters, UnknownQueue, parse_queue
+from imgproc_shared.models import IMAGE_ID_PATTERN
+from imgproc_shared.resources import Queue
+from imgproc_status_api.api.deps import ApiState, CurrentUser, State
+from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, not_found
+
+router = APIRouter(
+    prefix="/api/operators/dead-letters", tags=["operators"], responses=ERROR_RESPONSES
+)
+
+QueueName = Annotated[str, Path(description="a queue: " + ", ".join(q.value for q in Queue))]
+
+
+class DeadLetterCounts(BaseModel):
+    queue: str
+    name: str
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letters: int
+
+
+class DeadLetterReport(BaseModel):
+    queues: list[DeadLetterCounts]
+
+
+class DeadLetterOut(BaseModel):
+    queue: str
+    message_id: str
+    image_id: str | None
+    stage: str | None
+    receive_count: int
+    sent_at: str | None
+    first_failure_at: str | None
+    last_failure_at: str | None
+    last_error: dict[str, Any] | None
+    image_status: str | None
+
+
+class DeadLetterList(BaseModel):
+    queue: str
+    messages: list[DeadLetterOut]
+
+
+class ReplayIn(BaseModel):
+    max: int | None = Field(default=None, ge=1, description="replay at most this many")
+    image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN)
+    dry_run: bool = False
+
+
+class ReplayOut(BaseModel):
+    queue: str
+    dry_run: bool
+    method: str
+    selected: int
+    moved: int
+    failed: int
+    image_ids: list[str]
+    reran: dict[str, str]
+    not_rerun: dict[str, str]
+    move_task_handle: str | None
+
+
+class PurgeIn(BaseModel):
+    confirm: bool = Field(description="must be true: purging cannot be undone")
+
+
+class PurgeOut(BaseModel):
+    queue: str
+    purged: int
+
+
+def _queue(name: str) -> Queue:
+    try:
+        return parse_queue(name)
+    except UnknownQueue as exc:
+        raise not_found("queue", name) from exc
+
+
+def _dead_letters(state: ApiState) -> DeadLetters:
+    return DeadLetters(state.aws, state.settings)
+
+
+@router.get("")
+async def dead_letter_counts(_: CurrentUser, state: State) -> DeadLetterReport:
+    """Every queue's waiting, in-flight and dead-letter counts."""
+    depths = await _dead_letters(state).depths()
+    return DeadLetterReport(queues=[DeadLetterCounts(**asdict(d)) for d in depths])
+
+
+@router.get("/{queue}")
+async def dead_letter_messages(queue: QueueName, _: CurrentUser, state: State) -> DeadLetterList:
+    """A queue's dead letters, each with its image's last recorded error."""
+    chosen = _queue(queue)
+    letters = await _dead_letters(state).messages(chosen)
+    return DeadLetterList(
+        queue=chosen.value, messages=[DeadLetterOut(**x.summary()) for x in letters]
+    )
+
+
+@router.post("/{queue}/replay")
+async def replay(queue: QueueName, body: ReplayIn, _: CurrentUser, state: State) -> ReplayOut:
+    """Return dead letters to their queue; FAILED images among them get a new execution."""
+    report = await _dead_letters(state).replay(
+        _queue(queue), max_messages=body.max, image_id=body.image_id, dry_run=body.dry_run
+    )
+    return ReplayOut(**report.as_dict())
+
+
+@router.post("/{queue}/purge")
+async def purge(queue: QueueName, body: PurgeIn, _: CurrentUser, state: State) -> PurgeOut:
+    """Delete every dead letter of a queue."""
+    if not body.confirm:
+        raise ApiError(400, "confirmation_required", "purging cannot be undone: send confirm=true")
+    chosen = _queue(queue)
+    return PurgeOut(queue=chosen.value, purged=await _dead_letters(state).purge(chosen))

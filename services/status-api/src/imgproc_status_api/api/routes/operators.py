@@ -1,0 +1,56 @@
+"""Operators' view: how much work waits, runs and died in each queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from imgproc_shared.resources import Queue
+from imgproc_status_api.api.deps import ApiState, CurrentUser, State
+from imgproc_status_api.errors import ERROR_RESPONSES
+from imgproc_status_api.schemas import QueueCounts, QueueReport
+
+router = APIRouter(prefix="/api/operators", tags=["operators"], responses=ERROR_RESPONSES)
+
+_COUNTS = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
+async def _attributes(state: ApiState, name: str) -> dict[str, str]:
+    url = (await state.aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+    response = await state.aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=_COUNTS)
+    attributes: dict[str, str] = response.get("Attributes", {})
+    return attributes
+
+
+async def _counts(state: ApiState, queue: Queue) -> QueueCounts:
+    main, dead = await asyncio.gather(
+        _attributes(state, state.names.queue(queue)),
+        _attributes(state, state.names.dead_letter_queue(queue)),
+    )
+
+    def number(attributes: dict[str, Any], name: str) -> int:
+        return int(attributes.get(name, 0))
+
+    return QueueCounts(
+        queue=queue.value,
+        name=state.names.queue(queue),
+        visible=number(main, "ApproximateNumberOfMessages"),
+        in_flight=number(main, "ApproximateNumberOfMessagesNotVisible"),
+        delayed=number(main, "ApproximateNumberOfMessagesDelayed"),
+        dead_letter=number(dead, "ApproximateNumberOfMessages"),
+        # No worker registry exists yet: the scaler is the one that knows (left unknown here).
+        workers=None,
+    )
+
+
+@router.get("/queues")
+async def queue_report(_: CurrentUser, state: State) -> QueueReport:
+    """Visible, in-flight, delayed and dead-letter counts for every queue."""
+    counts = await asyncio.gather(*(_counts(state, queue) for queue in Queue))
+    return QueueReport(queues=list(counts))

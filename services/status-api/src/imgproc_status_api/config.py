@@ -1,0 +1,45 @@
+"""The status API's own settings (`IMGPROC_*`), beside the shared ones every service reads."""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMGPROC_", extra="ignore")
+
+    # Signs local sign-in tokens (HS256). Unset: a random secret per process, which is enough
+    # for one machine (tokens then die with the process); `imgproc up` passes a stable one.
+    auth_secret: str = Field(default="", repr=False)
+    token_ttl_s: int = Field(default=12 * 3600, ge=1)
+
+    # AWS mode: verify Cognito-issued JWTs instead of offering local sign-in.
+    cognito_issuer: str | None = None
+    cognito_audience: str | None = None
+    # Defaults to `{issuer}/.well-known/jwks.json`, where Cognito publishes its keys.
+    cognito_jwks_url: str | None = None
+
+    # Origins allowed to call the API from a browser (the web client itself is same-origin).
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # How often the live-update stream re-reads the records of an album's unfinished images.
+    events_poll_interval_s: float = Field(default=0.5, gt=0)
+    # How often it looks for images that arrived without going through this API.
+    events_discovery_interval_s: float = Field(default=5.0, gt=0)
+    events_keepalive_s: float = Field(default=15.0, gt=0)
+
+    presigned_url_ttl_s: int = Field(default=3600, ge=60)
+    upload_url_ttl_s: int = Field(default=900, ge=60)
+
+    @property
+    def cognito_enabled(self) -> bool:
+        return bool(self.cognito_issuer)
+
+    def with_secret(self) -> ApiSettings:
+        """A copy whose signing secret is set: the given one, or a fresh random one."""
+        if self.auth_secret or self.cognito_enabled:
+            return self
+        return self.model_copy(update={"auth_secret": secrets.token_urlsafe(32)})

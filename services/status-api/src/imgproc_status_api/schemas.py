@@ -1,0 +1,184 @@
+"""Request and response bodies: the API's contract, as published in `/openapi.json`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from imgproc_shared.models import IMAGE_ID_PATTERN
+
+Username = Annotated[str, StringConstraints(pattern=IMAGE_ID_PATTERN)]
+# Letters, digits, `-` and `_`: usernames become a segment of S3 keys.
+
+# Anything a person may type as an album name, less control characters; shown escaped.
+AlbumName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+FileName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+# `type/subtype` of an image; the presigned policy pins the exact value.
+IMAGE_CONTENT_TYPE_PATTERN = r"^image/[A-Za-z0-9][A-Za-z0-9.+-]{0,62}$"
+ImageContentType = Annotated[str, StringConstraints(pattern=IMAGE_CONTENT_TYPE_PATTERN)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignIn(_Body):
+    username: Username = Field(description="1–64 letters, digits, '-' or '_'")
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+class AlbumCreate(_Body):
+    name: AlbumName
+
+
+class AlbumOut(BaseModel):
+    album_id: str
+    name: str
+    owner: str
+    created_at: str
+
+
+class AlbumList(BaseModel):
+    items: list[AlbumOut]
+
+
+class UploadRequest(_Body):
+    file_name: FileName
+    content_type: ImageContentType
+    size: int | None = Field(default=None, ge=1, description="bytes, when the client knows")
+
+    @field_validator("content_type")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class PresignedPost(BaseModel):
+    url: str
+    fields: dict[str, str]
+
+
+class ErrorInfoOut(BaseModel):
+    code: str
+    message: str
+    stage: str | None = None
+
+
+class RenditionOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    key: str
+    width: int
+    height: int
+    format: str
+    bytes: int | None = None
+    url: str
+
+
+class LabelOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    confidence: float
+    parents: list[str] = Field(default_factory=list)
+
+
+class ImageOut(BaseModel):
+    """The public shape of an image (`imgproc_shared.views.image_view`) plus the upload size."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: str
+    album_id: str | None = None
+    owner: str | None = None
+    file_name: str | None = None
+    status: str | None = None
+    error: ErrorInfoOut | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[LabelOut] = Field(default_factory=list)
+    thumbnails: list[RenditionOut] = Field(default_factory=list)
+    placeholder: str | None = None
+    execution_arn: str | None = None
+    stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    uploaded_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    size: int | None = None
+    content_type: str | None = None
+
+
+class UploadGrant(BaseModel):
+    image_id: str
+    key: str
+    upload: PresignedPost
+    expires_in: int
+    max_bytes: int
+    image: ImageOut
+
+
+class ImagePage(BaseModel):
+    items: list[ImageOut]
+    next_cursor: str | None = None
+
+
+class ExecutionStateOut(BaseModel):
+    name: str
+    type: str | None = None
+    entered_at: str | None = None
+    exited_at: str | None = None
+    duration_ms: int | None = None
+    outcome: Literal["succeeded", "failed", "running", "caught", "aborted"]
+    attempts: int = 0
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionOut(BaseModel):
+    execution_arn: str
+    status: str
+    started_at: str | None = None
+    stopped_at: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    states: list[ExecutionStateOut]
+
+
+class QueueCounts(BaseModel):
+    queue: str
+    name: str
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letter: int | None = None
+    workers: int | None = Field(default=None, description="running workers, where known")
+
+
+class QueueReport(BaseModel):
+    queues: list[QueueCounts]
+
+
+class Health(BaseModel):
+    status: str

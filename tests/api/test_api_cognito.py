@@ -1,0 +1,143 @@
+"""AWS mode: Cognito-issued JWTs, verified against a JWKS served by a local stub (no network)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+import pytest_asyncio
+from api_harness import ApiHarness, bootstrapped_stack, running_api
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from imgproc_cli.embedded_aws import EmbeddedAws
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CLIENT_ID = "app-client-123"
+KID = "test-key-1"
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+SIGNING_KEY = _rsa_key()
+OTHER_KEY = _rsa_key()
+
+
+class _JwksHandler(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        if self.path != "/pool/.well-known/jwks.json":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[str]:
+    """A stub of the user pool's issuer URL, publishing the signing key's JWKS."""
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(SIGNING_KEY.public_key()))
+    _JwksHandler.body = json.dumps(
+        {"keys": [{**public, "kid": KID, "alg": "RS256", "use": "sig"}]}
+    ).encode()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _JwksHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/pool"
+    server.shutdown()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(embedded_aws: EmbeddedAws, issuer: str) -> AsyncIterator[ApiHarness]:
+    async with (
+        bootstrapped_stack(embedded_aws.endpoint_url) as stack,
+        running_api(stack, cognito_issuer=issuer, cognito_audience=CLIENT_ID) as harness,
+    ):
+        yield harness
+
+
+def token(issuer: str, **overrides: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": "8f0c2a1e-1111-4c3b-9d2e-0123456789ab",
+        "iss": issuer,
+        "aud": CLIENT_ID,
+        "token_use": "id",
+        "cognito:username": "carol",
+        "iat": now,
+        "exp": now + 600,
+    }
+    key = overrides.pop("key", SIGNING_KEY)
+    kid = overrides.pop("kid", KID)
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+async def test_a_valid_cognito_token_identifies_the_user_by_sub(
+    api: ApiHarness, issuer: str
+) -> None:
+    me = await api.client.get("/api/auth/me", headers=bearer(token(issuer)))
+    assert me.status_code == 200, me.text
+    assert me.json() == {"id": "8f0c2a1e-1111-4c3b-9d2e-0123456789ab", "name": "carol"}
+    # An access token names the app client in `client_id` instead of `aud`.
+    access = token(issuer, aud=None, client_id=CLIENT_ID, token_use="access", username="carol")
+    assert (await api.client.get("/api/auth/me", headers=bearer(access))).status_code == 200
+    # The owner id works for albums like any other.
+    response = await api.client.post("/api/albums", json={"name": "Cloud"}, headers=bearer(access))
+    assert response.status_code == 201
+    assert response.json()["owner"] == "8f0c2a1e-1111-4c3b-9d2e-0123456789ab"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"exp": int(time.time()) - 60}, "token_expired"),
+        ({"aud": "another-client"}, "unauthorized"),
+        ({"iss": "https://cognito-idp.example/other-pool"}, "unauthorized"),
+        ({"key": OTHER_KEY}, "unauthorized"),
+        ({"kid": "unknown-kid"}, "unauthorized"),
+        ({"sub": "../escape"}, "unauthorized"),
+        ({"exp": None}, "unauthorized"),
+    ],
+)
+async def test_bad_cognito_tokens_are_refused(
+    api: ApiHarness, issuer: str, overrides: dict[str, Any], code: str
+) -> None:
+    response = await api.client.get("/api/auth/me", headers=bearer(token(issuer, **overrides)))
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == code
+
+
+async def test_hmac_tokens_and_local_sign_in_are_refused_in_cognito_mode(
+    api: ApiHarness, issuer: str
+) -> None:
+    response = await api.client.post("/api/auth/sign-in", json={"username": "carol"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "sign_in_unavailable"
+    # An HS256 token "signed" with the public key must not pass (algorithm confusion).
+    forged = jwt.encode(
+        {"sub": "carol", "iss": issuer, "aud": CLIENT_ID, "exp": int(time.time()) + 60},
+        "secret",
+        algorithm="HS256",
+        headers={"kid": KID},
+    )
+    assert (await api.client.get("/api/auth/me", headers=bearer(forged))).status_code == 401

@@ -1,0 +1,81 @@
+"""The operators' dead-letter endpoints against the real moto server (the operations themselves
+are tested in tests/integration/test_dead_letters.py; here: the HTTP surface)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from api_harness import ApiHarness, bootstrapped_stack, running_api
+
+from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_shared.resources import Queue, ResourceNames
+
+
+@pytest_asyncio.fixture
+async def api(embedded_aws: EmbeddedAws) -> AsyncIterator[ApiHarness]:
+    async with bootstrapped_stack(embedded_aws.endpoint_url) as stack:
+        async with running_api(stack) as harness:
+            yield harness
+
+
+async def _dead_letter(api: ApiHarness, image_id: str) -> None:
+    names = ResourceNames.from_settings(api.settings)
+    url = (await api.aws.sqs.get_queue_url(QueueName=names.dead_letter_queue(Queue.TAG)))[
+        "QueueUrl"
+    ]
+    body = {
+        "task_token": "t",
+        "stage": "tag",
+        "image_id": image_id,
+        "bucket": names.bucket,
+        "key": f"incoming/u/a/{image_id}.jpg",
+    }
+    await api.aws.sqs.send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps(body),
+        MessageAttributes={"stage": {"DataType": "String", "StringValue": "tag"}},
+    )
+
+
+async def test_dead_letters_are_counted_listed_replayed_and_purged(api: ApiHarness) -> None:
+    headers = await api.sign_in("operator")
+    assert (await api.client.get("/api/operators/dead-letters")).status_code == 401
+    for image_id in ("api-a", "api-b", "api-c"):
+        await _dead_letter(api, image_id)
+
+    counts = (await api.client.get("/api/operators/dead-letters", headers=headers)).json()
+    by_queue: dict[str, Any] = {q["queue"]: q for q in counts["queues"]}
+    assert by_queue["tag"]["dead_letters"] == 3
+    assert set(by_queue) == {q.value for q in Queue}
+
+    listed = (await api.client.get("/api/operators/dead-letters/tag", headers=headers)).json()
+    assert sorted(m["image_id"] for m in listed["messages"]) == ["api-a", "api-b", "api-c"]
+    assert all(m["stage"] == "tag" for m in listed["messages"])
+
+    dry = await api.client.post(
+        "/api/operators/dead-letters/tag/replay",
+        json={"image_id": "api-b", "dry_run": True},
+        headers=headers,
+    )
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["selected"], dry.json()["moved"]) == (1, 0)
+    moved = await api.client.post(
+        "/api/operators/dead-letters/tag/replay", json={"max": 2}, headers=headers
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["moved"] == 2
+
+    refused = await api.client.post(
+        "/api/operators/dead-letters/tag/purge", json={"confirm": False}, headers=headers
+    )
+    assert refused.status_code == 400 and refused.json()["code"] == "confirmation_required"
+    purged = await api.client.post(
+        "/api/operators/dead-letters/tag/purge", json={"confirm": True}, headers=headers
+    )
+    assert purged.json() == {"queue": "tag", "purged": 1}
+
+    unknown = await api.client.get("/api/operators/dead-letters/nope", headers=headers)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "queue_not_found"
