@@ -48,12 +48,20 @@ class RunningStack:
         return time.monotonic() - started
 
 
-def start_stack(home: Path, *, tagger: str | None = None, timeout: float = 120.0) -> RunningStack:
+def start_stack(
+    home: Path,
+    *,
+    tagger: str | None = None,
+    timeout: float = 120.0,
+    extra_env: dict[str, str] | None = None,
+) -> RunningStack:
+    """`imgproc up` in a subprocess; `extra_env` adds IMGPROC_* settings for every service."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGPROC_")}
     env.update({"IMGPROC_HOME": str(home), "PYTHONUNBUFFERED": "1"})
     if tagger:
         env["IMGPROC_TAGGER_BACKEND"] = tagger
+    env.update(extra_env or {})
     api_port = free_port()
     log_path = home / "up.log"
     log = log_path.open("wb")
@@ -71,8 +79,9 @@ def start_stack(home: Path, *, tagger: str | None = None, timeout: float = 120.0
             raise RuntimeError(
                 f"imgproc up exited with {process.returncode}:\n{log_path.read_text()}"
             )
-        if stack_file.exists():
-            info = json.loads(stack_file.read_text())
+        info = json.loads(stack_file.read_text()) if stack_file.exists() else None
+        # A file left by an `up` that was killed (kill -9) names a dead pid: wait for ours.
+        if info is not None and info.get("pid") == process.pid:
             settings = Settings(
                 endpoint_url=info["endpoint_url"],
                 state_machine_arn=info["state_machine_arn"],

@@ -8,6 +8,7 @@ thumbnail stage, the thumbnailer's handler raises.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -16,6 +17,11 @@ from typing import Any
 
 import pytest
 from PIL import Image
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.catalog import Catalog
+from imgproc_shared.dead_letters import DeadLetters
+from imgproc_shared.resources import Queue, ResourceNames
 
 from stack_process import IMGPROC, RunningStack, start_stack
 
@@ -46,6 +52,24 @@ def poll(check: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}; last={last!r}")
 
 
+def _dead_letter_count(stack: RunningStack) -> int:
+    async def count() -> int:
+        async with AwsClients(stack.settings) as aws:
+            return (await DeadLetters(aws, stack.settings).depth(Queue.THUMBNAIL)).dead_letters
+
+    return asyncio.run(count())
+
+
+def _status(stack: RunningStack, image_id: str) -> str | None:
+    async def status() -> str | None:
+        async with AwsClients(stack.settings) as aws:
+            names = ResourceNames.from_settings(stack.settings)
+            record = await Catalog(aws, names).get_image(image_id)
+            return record["status"] if record else None
+
+    return asyncio.run(status())
+
+
 def test_dead_lettered_image_is_processed_after_the_fault_is_cleared_and_replayed(
     tmp_path: Path,
 ) -> None:
@@ -64,19 +88,18 @@ def test_dead_lettered_image_is_processed_after_the_fault_is_cleared_and_replaye
         assert failed["status"] == "FAILED", failed
         assert failed["error"]["stage"] == "thumbnail"
 
-        def dead_letters() -> list[dict[str, Any]]:
-            listed: list[dict[str, Any]] = imgproc(stack, "dlq", "list", "thumbnail", "--json")[
-                "messages"
-            ]
-            return listed
-
-        [letter] = poll(dead_letters, 30, "the thumbnail message in its dead-letter queue")
+        # Wait in-process (cheap); the operator's commands below run as the CLI.
+        poll(lambda: _dead_letter_count(stack) == 1, 30, "the message in its dead-letter queue")
+        [letter] = imgproc(stack, "dlq", "list", "thumbnail", "--json")["messages"]
         assert (letter["image_id"], letter["stage"], letter["image_status"]) == (
             image_id,
             "thumbnail",
             "FAILED",
         )
         assert "injected fault" in letter["last_error"]["message"]
+        shown = imgproc(stack, "dlq", "show", "thumbnail", letter["message_id"], "--json")
+        assert json.loads(shown["body"])["image_id"] == image_id
+        assert shown["message_attributes"]["stage"]["StringValue"] == "thumbnail"
         counts = {q["queue"]: q for q in imgproc(stack, "dlq", "list", "--json")["queues"]}
         assert counts["thumbnail"]["dead_letters"] == 1
         workers = {s["service"]: s for s in imgproc(stack, "workers", "--json")["services"]}
@@ -88,11 +111,9 @@ def test_dead_lettered_image_is_processed_after_the_fault_is_cleared_and_replaye
         assert (report["moved"], report["failed"]) == (1, 0)
         assert list(report["reran"]) == [image_id]
 
-        def processed() -> dict[str, Any] | None:
-            view: dict[str, Any] = imgproc(stack, "status", image_id, "--json")
-            return view if view["status"] == "PROCESSED" else None
-
-        view = poll(processed, 60, f"{image_id} PROCESSED after the replay")
+        poll(lambda: _status(stack, image_id) == "PROCESSED", 60, f"{image_id} PROCESSED")
+        view = imgproc(stack, "status", image_id, "--json")
+        assert view["status"] == "PROCESSED"
         assert view["error"] is None
         assert view["thumbnails"] and view["tags"] is not None
         assert view["execution_arn"].endswith(f":{image_id}-r1")

@@ -288,3 +288,20 @@ async def test_stop_drains_in_flight_work_and_loses_nothing(stack: Any) -> None:
             w.stop()
         await asyncio.gather(rerun, *background)
     assert drained + second.counters["succeeded"] == 3
+
+
+async def test_a_transient_failure_is_retried_with_a_fresh_token(stack: Any) -> None:
+    settings, aws, _ = stack
+    tokens: list[str] = []
+
+    async def flaky_tag(task: StageTask, ctx: WorkContext) -> TagResult:
+        tokens.append(task.task_token)
+        if len(tokens) == 1:
+            raise errors.TransientError("the label service is busy")
+        return await tag_ok(task, ctx)
+
+    async with pipeline(settings, aws, {Stage.TAG: flaky_tag}):
+        await upload(settings, aws, "img-flaky")
+        record = await terminal(settings, aws, "img-flaky")
+    assert record["status"] == "PROCESSED", record
+    assert len(tokens) == 2 and tokens[0] != tokens[1], "a retry must carry its own task token"

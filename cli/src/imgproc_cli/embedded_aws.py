@@ -7,17 +7,22 @@ threaded server never sets it) and patches two things in moto's interpreter:
 - the heartbeat race: with `HeartbeatSeconds` set, a `SendTaskSuccess` that arrives before the
   interpreter starts its heartbeat wait was lost and the task timed out; the outcome is now
   checked before and after every heartbeat wait;
-- a new boto3 client for every service task: clients are cached per (region, service);
 - `SendTaskFailure` dropped its `cause`: the workflow's catchers then saw `Cause: null` and the
-  image lost its human-readable reason.
+  image lost its human-readable reason;
+- a retried `.waitForTaskToken` task reused its first attempt's token, so the retry got the old
+  attempt's outcome back at once; as on AWS, every attempt now gets a fresh token.
+
+The speedups (program, JSONPath and client caches, a task-token index) and the request counter
+that `imgproc loadtest` reads live in `moto_speedups`.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any
+
+from imgproc_cli import moto_speedups
 
 EMBEDDED_ACCOUNT = "123456789012"
 
@@ -44,27 +49,24 @@ def _patch_heartbeat_race() -> None:
     )
 
 
-def _patch_client_per_task() -> None:
-    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+def _patch_fresh_token_per_attempt() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+        ResourceCondition,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E501
+        StateTaskServiceCallback,
+    )
 
-    original = boto_client_module.boto_client_for
-    cache: dict[tuple[str, str], Any] = {}
-    lock = threading.Lock()
+    original = StateTaskServiceCallback._eval_execution
 
-    def cached_boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service)
-        with lock:
-            if key not in cache:
-                cache[key] = original(region, service, state_credentials)
-            return cache[key]
+    def eval_execution(self: Any, env: Any) -> None:
+        # The first attempt's token is issued in `_eval_body`; retries re-enter here only.
+        retry_count = env.states.context_object.context_object_data["State"].get("RetryCount", 0)
+        if retry_count and self.resource.condition == ResourceCondition.WaitForTaskToken:
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        original(self, env)
 
-    boto_client_module.boto_client_for = cached_boto_client_for
-    # Modules that imported the function by name keep their own reference: rebind those too.
-    import sys
-
-    for module in list(sys.modules.values()):
-        if getattr(module, "boto_client_for", None) is original:
-            setattr(module, "boto_client_for", cached_boto_client_for)  # noqa: B010
+    StateTaskServiceCallback._eval_execution = eval_execution  # type: ignore[method-assign]
 
 
 def _patch_task_failure_cause() -> None:
@@ -108,8 +110,9 @@ def start_embedded_aws(host: str = "127.0.0.1", port: int = 0) -> EmbeddedAws:
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     _patch_heartbeat_race()
-    _patch_client_per_task()
+    moto_speedups.install()
     _patch_task_failure_cause()
+    _patch_fresh_token_per_attempt()
 
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -104,27 +105,44 @@ def _wait_healthy(url: str, deadline: float, supervisor: Supervisor) -> bool:
 
 
 class Snapshotter:
-    """Saves the stack's data every few seconds from the supervising loop."""
+    """Saves the stack's data in the background, with one set of clients for its lifetime.
+
+    It shares the process (and the GIL) with the embedded endpoint, so it never takes more than
+    about a sixth of the time: the pause after a snapshot is at least five times its duration.
+    """
 
     def __init__(self, store: StateStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.last = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
 
-    def snapshot(self) -> None:
-        async def save() -> None:
-            async with AwsClients(self.settings) as aws:
-                await self.store.snapshot(aws, self.settings)
+    def start(self) -> None:
+        self._thread.start()
 
+    def stop_and_flush(self, timeout: float = 10.0) -> None:
+        """Take the last snapshot (call it after the services stopped) and end the thread."""
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        async with AwsClients(self.settings) as aws:
+            while True:
+                started = time.monotonic()
+                await self._snapshot(aws)
+                pause = max(SNAPSHOT_INTERVAL_S, 5 * (time.monotonic() - started))
+                if await asyncio.to_thread(self._stopping.wait, pause):
+                    await self._snapshot(aws)
+                    return
+
+    async def _snapshot(self, aws: AwsClients) -> None:
         try:
-            asyncio.run(save())
+            await self.store.snapshot(aws, self.settings)
         except Exception as exc:  # a failed snapshot must never stop the stack
-            print(f"warning: snapshot to {self.store.root} failed: {exc}", file=sys.stderr)
-        self.last = time.monotonic()
-
-    def maybe_snapshot(self) -> None:
-        if time.monotonic() - self.last >= SNAPSHOT_INTERVAL_S:
-            self.snapshot()
+            print(f"warning: snapshot to {self.store.root} failed: {exc!r}", file=sys.stderr)
 
 
 class _Stop(BaseException):  # not an Exception: nothing may swallow a stop request
@@ -160,6 +178,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     aws_server = None
     supervisor: Supervisor | None = None
     scaler: LocalScaler | None = None
+    snapshots: Snapshotter | None = None
     decision_log = None
     try:
         aws_server = start_embedded_aws(port=args.aws_port)
@@ -190,7 +209,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             ),
             "PYTHONUNBUFFERED": "1",
         }
-        supervisor = Supervisor(env, data_dir / "logs", retire_timeout=_SERVICE_STOP_TIMEOUT_S)
+        # A retired worker drains (stop timeout) and releases what is left before it exits.
+        supervisor = Supervisor(env, data_dir / "logs", retire_timeout=2 * _SERVICE_STOP_TIMEOUT_S)
         specs = service_specs(args.host, port)
         for spec in specs:
             if spec.name not in WORKER_SERVICES:
@@ -240,11 +260,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
         snapshots = Snapshotter(store, local)
+        snapshots.start()
         while True:
             time.sleep(0.5)
             supervisor.check()
             scaler.step()
-            snapshots.maybe_snapshot()
     except _Stop:
         print("\nstopping imgproc...", flush=True)
         return 0
@@ -255,8 +275,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             scaler.stop()
         if supervisor is not None:
             supervisor.stop(_SERVICE_STOP_TIMEOUT_S)
-            if aws_server is not None:
-                Snapshotter(StateStore(data_dir), local).snapshot()
+        if snapshots is not None:
+            snapshots.stop_and_flush()
         if decision_log is not None:
             decision_log.close()
         if aws_server is not None:

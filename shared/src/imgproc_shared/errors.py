@@ -17,6 +17,10 @@ STAGE_FAILED = "ImageProc.StageFailed"
 
 REJECTIONS = (CORRUPT_IMAGE, TOO_LARGE)
 
+# A service exits with this when it cannot work until someone fixes its setup (a broken model
+# file, say): restarting it would only loop, so the local supervisor leaves it stopped.
+EXIT_UNRECOVERABLE = 3
+
 
 class TaskError(Exception):
     """A task failed with a named error and a cause a person can read."""

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
 
     thumbnail_size: int = Field(default=256, ge=16)
 
+    # Test-only: a file that, while it exists, names stages whose handlers fail on purpose
+    # (see `worker/fault_injection.py`). Unset everywhere but in tests.
+    fault_file: Path | None = None
+
     log_level: str = "INFO"
     # Where `imgproc up` writes how to reach the running local stack.
     home: Path = Path.home() / ".imgproc"

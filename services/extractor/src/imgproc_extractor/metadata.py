@@ -106,7 +106,10 @@ def _describe_png(sample: ObjectBytes, max_pixels: int) -> ImageFacts:
         raise CorruptImage(str(exc)) from None
     _check_pixels(layout.width, layout.height, max_pixels)
     if sample.complete:
-        tail = png.read_tail_of_complete_file(sample.head, layout.image_data_start)
+        try:
+            tail = png.read_tail_of_complete_file(sample.head, layout.image_data_start)
+        except png.HeaderCorrupt as exc:  # a text-chunk bomb after the image data
+            raise CorruptImage(str(exc)) from None
     else:
         tail = png.read_tail_window(sample.tail)
     if not tail.complete:

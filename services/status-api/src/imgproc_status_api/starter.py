@@ -23,6 +23,10 @@ class UnexpectedKey(ValueError):
     pass
 
 
+class UnknownImage(UnexpectedKey):
+    """An event for an image with neither a record nor an object: nothing to process."""
+
+
 def parse_incoming_key(key: str) -> tuple[str, str, str]:
     """`incoming/{owner}/{album}/{image_id}.{ext}` → (owner, album, image_id)."""
     if not key.startswith(INCOMING_PREFIX):
@@ -51,6 +55,15 @@ class Starter:
         owner, album_id, image_id = parse_incoming_key(created.key)
         arn = execution_arn(self.state_machine_arn, image_id)
         bound = log.bind(image_id=image_id)
+        # Found by the reliability tests (poison messages): an event naming an image that has
+        # no record and no object used to create a record and an execution that then FAILED
+        # ("no longer exists"). Such an event is poison: left for the dead-letter queue. The
+        # object is looked up only for images without a record (objects put straight into S3).
+        record = await self.catalog.get_image(image_id)
+        if record is None and not await self._object_exists(created.bucket, created.key):
+            raise UnknownImage(
+                f"no image {image_id} and no object s3://{created.bucket}/{created.key}"
+            )
         # Record PROCESSING before starting, so the execution's own writes always come later.
         fresh = await self.catalog.mark_processing(
             image_id=image_id,
@@ -85,6 +98,15 @@ class Starter:
             raise
         self.started += 1
         bound.info("execution started", execution_arn=arn)
+        return True
+
+    async def _object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            await self.aws.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
         return True
 
     async def handle(self, body: str) -> None:

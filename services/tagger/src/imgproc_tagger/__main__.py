@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from imgproc_shared.errors import EXIT_UNRECOVERABLE
 from imgproc_shared.logging import get_logger
 from imgproc_shared.resources import Stage
 from imgproc_shared.worker.runtime import run_worker
@@ -11,7 +12,7 @@ from imgproc_tagger.classifier import ModelUnavailable
 from imgproc_tagger.handler import handle, setup
 
 # Exit status for "fix the installation": a supervisor should not restart into the same error.
-EXIT_MODEL_UNAVAILABLE = 3
+EXIT_MODEL_UNAVAILABLE = EXIT_UNRECOVERABLE
 
 
 def main() -> None:

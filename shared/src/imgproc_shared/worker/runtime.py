@@ -41,6 +41,7 @@ from imgproc_shared.logging import configure_logging, get_logger
 from imgproc_shared.models import StageTask
 from imgproc_shared.resources import STAGE_QUEUES, ResourceNames, Stage
 from imgproc_shared.settings import Settings, get_settings
+from imgproc_shared.worker.fault_injection import raise_injected_fault
 from imgproc_shared.worker.task_token import TaskToken
 
 T = TypeVar("T")
@@ -226,7 +227,7 @@ class Worker:
             return
 
         log.info("task started")
-        work: asyncio.Task[BaseModel] = asyncio.create_task(self.handler(task, ctx))
+        work: asyncio.Task[BaseModel] = asyncio.create_task(self._call_handler(task, ctx))
         keep_alive = asyncio.create_task(
             self._keep_alive(ctx, queue_url, receipt, token, work, log)
         )
@@ -289,6 +290,10 @@ class Worker:
                 await self._release(ctx, queue_url, receipt, delay=0)
             else:
                 await self._release(ctx, queue_url, receipt, delay=2)
+
+    async def _call_handler(self, task: StageTask, ctx: WorkContext) -> BaseModel:
+        raise_injected_fault(self.settings, self.stage)  # test-only switch; off by default
+        return await self.handler(task, ctx)
 
     async def _keep_alive(
         self,

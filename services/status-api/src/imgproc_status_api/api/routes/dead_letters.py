@@ -75,7 +75,11 @@ class ReplayOut(BaseModel):
 
 
 class PurgeIn(BaseModel):
-    confirm: bool = Field(description="must be true: purging cannot be undone")
+    # `const` documents that only `true` is accepted; `false` is answered 400
+    # `confirmation_required`, which tells the caller why.
+    confirm: bool = Field(
+        description="must be true: purging cannot be undone", json_schema_extra={"const": True}
+    )
 
 
 class PurgeOut(BaseModel):

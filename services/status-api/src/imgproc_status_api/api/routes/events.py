@@ -5,21 +5,40 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from imgproc_status_api.api.deps import OwnedAlbum, State
+from imgproc_status_api.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/albums", tags=["events"])
 
-_RESPONSES: dict[int | str, dict[str, object]] = {
+# The error answers are documented like every other route's (the fuzz in tests/security found
+# the 404 missing and the 422 documented as FastAPI's default body instead of ours).
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
     200: {
         "description": (
             "`text/event-stream`: a `ready` event, then `image` events (an image's full view, "
             "as `GET /api/images/{id}` returns it) and `deleted` events (`{image_id}`)"
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # Before OpenAPI 3.2 (`itemSchema`), an event stream's `schema` describes each event.
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string", "enum": ["ready", "image", "deleted"]},
+                        "data": {"type": "string", "contentMediaType": "application/json"},
+                        "retry": {"type": "integer"},
+                        "id": {"type": "string"},
+                    },
+                    "required": ["event", "data"],
+                }
+            }
+        },
     },
 }
 

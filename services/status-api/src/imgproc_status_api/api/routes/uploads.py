@@ -112,6 +112,17 @@ async def request_upload(
         413: {"model": ErrorBody, "description": "Larger than the upload limit"},
         415: {"model": ErrorBody, "description": "Not an image content type"},
     },
+    # Say in the document, not only in prose, that the part must be an image (a client built
+    # from the document otherwise sends application/octet-stream and gets 415).
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {"file": {"contentType": "image/jpeg, image/png, image/*"}}
+                }
+            }
+        }
+    },
 )
 async def upload_image(
     file: Annotated[UploadFile, File(description="the photo, as an image/* part")],

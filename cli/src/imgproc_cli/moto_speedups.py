@@ -1,0 +1,422 @@
+"""Make the embedded moto server fast enough to load-test, and count what it serves.
+
+moto's Step Functions interpreter redoes, per execution and per state, work whose result never
+changes (FACTS.md, "moto 5.2.5"). Each patch below removes one such cost without changing what
+moto computes:
+
+- parsed programs: `StartExecution` ran the ANTLR parser (and the preprocessor, which parses
+  every intrinsic function again) on the definition for every execution; the evaluation tree is
+  now built once per definition string and shared. Its components keep no per-execution state
+  (that lives in the execution's `Environment`); the one lazily set attribute, the heap key of a
+  component, is made race-free so concurrent executions agree on it;
+- JSONPath: every `InputPath`, `ResultPath` and `.$` parameter re-parsed its path with
+  jsonpath-ng's (PLY) parser on every use; parsed paths are immutable and now memoized;
+- a new boto3 client per service task: clients are cached per (region, service);
+- request dispatch: finding the backend for a request's host listed moto's package directory
+  and stat-ed each of its ~200 entries, under the dispatcher's global lock, on every request;
+  the answer for a host never changes and is now remembered;
+- the per-request access log (a formatted line on `up`'s stdout for every API call) is off;
+- `SendTaskSuccess/Failure/Heartbeat` scanned every execution of every state machine for the
+  token, so each callback cost more the longer the server lived; the execution that issued a
+  token is now indexed by the token (falling back to the scan for tokens not in the index).
+
+`IMGPROC_MOTO_SPEEDUPS=0` leaves moto as it ships (used only to measure the baseline). One fix
+is installed either way: a `SendTaskHeartbeat` that arrives before the interpreter has started
+waiting on the task (a fast worker) was refused with `InvalidToken`; AWS accepts it, and so does
+this endpoint now. The request counter is installed either way too: it is what
+`imgproc loadtest` reads (GET `/_imgproc/stats`) to report the AWS API calls per image.
+Requests that the hosting process makes with its own aiobotocore clients (`imgproc up`'s
+bootstrap, snapshots and queue watching) carry a marker header and are counted apart, as
+housekeeping that AWS would not see.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+STATS_PATH = "/_imgproc/stats"
+SPEEDUPS_ENV = "IMGPROC_MOTO_SPEEDUPS"
+_JSONPATH_CACHE_SIZE = 4096
+
+_installed: set[str] = set()
+# Installed either way: measurement, and a fix; not speedups.
+_MEASUREMENT = {"request_counter", "local_origin", "early_heartbeat"}
+_install_lock = threading.Lock()
+
+
+def speedups_enabled() -> bool:
+    """False only when `IMGPROC_MOTO_SPEEDUPS=0` (the stock-moto baseline)."""
+    return os.environ.get(SPEEDUPS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def install(*, speedups: bool | None = None) -> list[str]:
+    """Install the request counter and (unless disabled) the speedups; idempotent.
+
+    Returns the names of the patches now active in this process.
+    """
+    if speedups is None:
+        speedups = speedups_enabled()
+    patches: list[tuple[str, Callable[[], None]]] = [
+        ("request_counter", _patch_request_counter),
+        ("local_origin", _patch_local_origin),
+        ("early_heartbeat", _patch_early_heartbeat),
+    ]
+    if speedups:
+        patches += [
+            ("program_cache", _patch_program_cache),
+            ("jsonpath_cache", _patch_jsonpath_cache),
+            ("client_cache", patch_client_per_task),
+            ("token_index", _patch_token_index),
+            ("backend_lookup_cache", _patch_backend_lookup),
+            ("quiet_request_log", _quiet_request_log),
+        ]
+    with _install_lock:
+        for name, patch in patches:
+            if name not in _installed:
+                patch()
+                _installed.add(name)
+        return sorted(_installed)
+
+
+# --- parsed programs ------------------------------------------------------------------------
+
+_program_cache: dict[str, Any] = {}
+_program_lock = threading.Lock()
+program_cache_stats: Counter[str] = Counter()
+
+
+def _patch_program_cache() -> None:
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.utils import long_uid
+
+    def get_evaluation_entrypoint(self: Any) -> Any:
+        definition = self._evaluation_details.state_machine_details.definition
+        with _program_lock:
+            program = _program_cache.get(definition)
+            if program is not None:
+                program_cache_stats["hits"] += 1
+                return program
+        # Parse outside the lock: a second thread parsing the same definition wastes work but
+        # both get the first tree stored.
+        program = AmazonStateLanguageParser.parse(definition)[0]
+        with _program_lock:
+            program_cache_stats["misses"] += 1
+            return _program_cache.setdefault(definition, program)
+
+    ExecutionWorker._get_evaluation_entrypoint = get_evaluation_entrypoint  # type: ignore[method-assign]
+
+    # A component's heap key (where retry counters live in an execution's heap) is created on
+    # first use; with a shared tree two executions could each create one and lose a counter.
+    heap_key_lock = threading.Lock()
+
+    def heap_key(self: Any) -> str:
+        key: str | None = self.__dict__.get("_EvalComponent__heap_key")
+        if key is None:
+            with heap_key_lock:
+                key = self.__dict__.get("_EvalComponent__heap_key")
+                if key is None:
+                    key = long_uid()
+                    self._EvalComponent__heap_key = key
+        return key
+
+    EvalComponent.heap_key = property(heap_key)  # type: ignore[method-assign,assignment]
+
+
+# --- JSONPath ---------------------------------------------------------------------------------
+
+
+def _patch_jsonpath_cache() -> None:
+    import jsonpath_ng
+    import jsonpath_ng.ext
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    json_path.parse = functools.lru_cache(maxsize=_JSONPATH_CACHE_SIZE)(jsonpath_ng.ext.parse)  # type: ignore[attr-defined]
+    result_path.parse = functools.lru_cache(maxsize=_JSONPATH_CACHE_SIZE)(jsonpath_ng.parse)  # type: ignore[attr-defined]
+
+
+def jsonpath_cache_info() -> Any:
+    """lru_cache statistics of the memoized JSONPath parser (None when not installed)."""
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    info = getattr(json_path.parse, "cache_info", None)  # type: ignore[attr-defined]
+    return info() if info else None
+
+
+# --- boto3 clients of service tasks -----------------------------------------------------------
+
+
+def patch_client_per_task() -> None:
+    """Cache the interpreter's boto3 clients per (region, service) instead of one per task."""
+    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+
+    original = boto_client_module.boto_client_for
+    if getattr(original, "_imgproc_cached", False):
+        return
+    cache: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def cached_boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service)
+        with lock:
+            if key not in cache:
+                cache[key] = original(region, service, state_credentials)
+            return cache[key]
+
+    cached_boto_client_for._imgproc_cached = True  # type: ignore[attr-defined]
+    boto_client_module.boto_client_for = cached_boto_client_for
+    # Modules that imported the function by name keep their own reference: rebind those too.
+    for module in list(sys.modules.values()):
+        if getattr(module, "boto_client_for", None) is original:
+            setattr(module, "boto_client_for", cached_boto_client_for)  # noqa: B010
+
+
+# --- task tokens ------------------------------------------------------------------------------
+
+# token -> the execution whose interpreter created it; weak, so finished executions that moto
+# drops are not kept alive by the index.
+_token_owner: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+token_index_stats: Counter[str] = Counter()
+
+
+def _patch_token_index() -> None:
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackPoolManager
+    from moto.stepfunctions.parser.backend.execution import Execution
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    # A token is issued by the callback pool of an execution's environment, which knows nothing
+    # of the execution: tag the worker with its execution, and the pool with the worker's.
+    original_worker = Execution._get_start_execution_worker
+
+    def start_execution_worker(self: Any) -> Any:
+        worker: Any = original_worker(self)
+        worker._imgproc_execution = self
+        return worker
+
+    Execution._get_start_execution_worker = start_execution_worker  # type: ignore[method-assign]
+
+    original_environment = ExecutionWorker._get_evaluation_environment
+
+    def evaluation_environment(self: Any) -> Any:
+        env: Any = original_environment(self)
+        # Inner frames (Parallel branches, Map iterations) share this pool.
+        env.callback_pool_manager._imgproc_execution = getattr(self, "_imgproc_execution", None)
+        return env
+
+    ExecutionWorker._get_evaluation_environment = evaluation_environment  # type: ignore[method-assign]
+
+    original_add = CallbackPoolManager.add
+
+    def add(self: Any, callback_id: str) -> Any:
+        endpoint = original_add(self, callback_id)
+        owner = getattr(self, "_imgproc_execution", None)
+        if owner is not None:
+            _token_owner[callback_id] = owner
+        return endpoint
+
+    CallbackPoolManager.add = add  # type: ignore[method-assign]
+
+    def indexed(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: Any, task_token: str, *args: Any, **kwargs: Any) -> Any:
+            owner = _token_owner.get(task_token)
+            if owner is None:
+                token_index_stats["misses"] += 1
+                return method(self, task_token, *args, **kwargs)
+            token_index_stats["hits"] += 1
+            # The original, with its scan narrowed to the owning execution: the same status
+            # filter, checks, errors and outcome.
+            return method(_Narrowed(self, owner), task_token, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("send_task_heartbeat", "send_task_success", "send_task_failure"):
+        setattr(
+            StepFunctionsParserBackend, name, indexed(getattr(StepFunctionsParserBackend, name))
+        )
+
+
+class _Narrowed:
+    """The backend as one SendTask* call sees it: its only execution is the token's owner."""
+
+    def __init__(self, backend: Any, owner: Any) -> None:
+        self._backend = backend
+        self._owner = owner
+
+    def _get_executions(self, execution_status: Any = None) -> list[Any]:
+        if execution_status is None or self._owner.exec_status == execution_status:
+            return [self._owner]
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+# --- request dispatch -------------------------------------------------------------------------
+
+
+def _patch_backend_lookup() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_backend_for_host
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        # Called under the dispatcher's lock; a pure function of `host` for a given dispatcher.
+        cache: dict[str | None, Any] = self.__dict__.setdefault("_imgproc_backend_for_host", {})
+        if host not in cache:
+            cache[host] = original(self, host)
+        return cache[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+
+def _quiet_request_log() -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+# --- request counter --------------------------------------------------------------------------
+
+LOCAL_ORIGIN_HEADER = "X-Imgproc-Local-Origin"
+_LOCAL_ORIGIN_ENVIRON = "HTTP_X_IMGPROC_LOCAL_ORIGIN"
+_requests: Counter[tuple[str, str]] = Counter()
+_housekeeping: Counter[tuple[str, str]] = Counter()
+_requests_lock = threading.Lock()
+_counting_since = time.time()
+
+
+def request_counts() -> dict[str, Any]:
+    """What the embedded server has served since it started, by service and action."""
+    with _requests_lock:
+        snapshot = dict(_requests)
+        housekeeping = dict(_housekeeping)
+    return {
+        "since": _counting_since,
+        "total": sum(snapshot.values()),
+        "requests": _by_service(snapshot),
+        "housekeeping_requests": _by_service(housekeeping),
+        "speedups": sorted(_installed - _MEASUREMENT),
+        "program_cache": dict(program_cache_stats),
+        "token_index": dict(token_index_stats),
+    }
+
+
+def _by_service(counts: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    by_service: dict[str, dict[str, int]] = {}
+    for (service, action), count in sorted(counts.items()):
+        by_service.setdefault(service, {})[action] = count
+    return by_service
+
+
+def _service_of(environ: dict[str, Any], query: dict[str, list[str]]) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    credential = ""
+    if "Credential=" in auth:
+        credential = auth.split("Credential=", 1)[1].split(",", 1)[0]
+    elif "X-Amz-Credential" in query:
+        credential = query["X-Amz-Credential"][0]
+    parts = credential.split("/")
+    return parts[3] if len(parts) >= 5 else "unknown"
+
+
+_S3_ACTIONS = {
+    "PUT": "PutObject",
+    "POST": "PostObject",
+    "GET": "GetObject",
+    "HEAD": "HeadObject",
+    "DELETE": "DeleteObject",
+}
+
+
+def _action_of(environ: dict[str, Any], service: str, query: dict[str, list[str]]) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return str(target.rsplit(".", 1)[-1])
+    if "Action" in query:
+        return query["Action"][0]
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    if service == "s3":
+        path = str(environ.get("PATH_INFO", "")).strip("/")
+        if "/" not in path:  # bucket-level: ListObjects, CreateBucket, notifications...
+            return f"{method}Bucket"
+        return _S3_ACTIONS.get(method, method)
+    content_type = str(environ.get("CONTENT_TYPE", ""))
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        # Query protocol (SNS): the action is in the form body; read it and put it back.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if 0 < length <= 1 << 20:
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = parse_qs(body.decode("utf-8", "replace"))
+            if "Action" in form:
+                return form["Action"][0]
+    return method
+
+
+def _patch_request_counter() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original_call = DomainDispatcherApplication.__call__
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if path == STATS_PATH:
+            body = json.dumps(request_counts()).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        if not path.startswith("/moto-api"):
+            query = parse_qs(str(environ.get("QUERY_STRING", "")))
+            service = _service_of(environ, query)
+            key = (service, _action_of(environ, service, query))
+            counter = _housekeeping if _LOCAL_ORIGIN_ENVIRON in environ else _requests
+            with _requests_lock:
+                counter[key] += 1
+        result: Iterable[bytes] = original_call(self, environ, start_response)
+        return result
+
+    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+
+
+def _patch_local_origin() -> None:
+    """Mark requests sent by this process's own aiobotocore clients (the hosting `up` process's
+    bootstrap and snapshots; the interpreter's boto3 clients are untouched)."""
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    original_send = AIOHTTPSession.send
+
+    async def send(self: Any, request: Any) -> Any:
+        request.headers[LOCAL_ORIGIN_HEADER] = "1"
+        return await original_send(self, request)
+
+    AIOHTTPSession.send = send  # type: ignore[method-assign]
+
+
+def _patch_early_heartbeat() -> None:
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    original = CallbackEndpoint.notify_heartbeat
+
+    def notify_heartbeat(self: Any) -> bool:
+        # The token is live (its endpoint exists and no consumer error was raised); before the
+        # heartbeat wait is set up there is nothing to extend, and that wait starts fresh.
+        original(self)
+        return True
+
+    CallbackEndpoint.notify_heartbeat = notify_heartbeat  # type: ignore[method-assign]

@@ -1,0 +1,83 @@
+"""`imgproc workers`: each worker service's processes, backlog, in-flight and dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from imgproc_cli.local_stack import read_stack, target_settings
+from imgproc_cli.scaler import WORKER_SERVICES, read_workers_file
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.dead_letters import DeadLetters
+from imgproc_shared.resources import STAGE_QUEUES
+from imgproc_shared.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "workers", help="worker processes per service, with their queue's backlog"
+    )
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run)
+
+
+async def report(settings: Settings, scaler_state: dict[str, Any] | None) -> dict[str, Any]:
+    """One entry per worker service; worker counts come from the local scaler when it runs."""
+    recorded = (scaler_state or {}).get("services", {})
+    async with AwsClients(settings) as aws:
+        dead = DeadLetters(aws, settings)
+        depths = await asyncio.gather(
+            *(dead.depth(STAGE_QUEUES[stage]) for stage in WORKER_SERVICES.values())
+        )
+    services = []
+    for (name, stage), depth in zip(WORKER_SERVICES.items(), depths, strict=True):
+        local = recorded.get(name, {})
+        services.append(
+            {
+                "service": name,
+                "stage": stage.value,
+                "queue": depth.name,
+                # Unknown (null) where no local scaler runs them, e.g. ECS on AWS.
+                "workers": local.get("workers"),
+                "pids": local.get("pids", []),
+                "min": local.get("min"),
+                "max": local.get("max"),
+                "backlog": depth.visible,
+                "in_flight": depth.in_flight,
+                "dead_letters": depth.dead_letters,
+                "last_decision": local.get("last_decision"),
+            }
+        )
+    return {"services": services}
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(
+        f"{'service':<12} {'workers':>7} {'bounds':>6} {'backlog':>8} {'in flight':>9} "
+        f"{'dead':>5}  pids"
+    )
+    for s in result["services"]:
+        workers = "-" if s["workers"] is None else str(s["workers"])
+        bounds = "-" if s["min"] is None else f"{s['min']}-{s['max']}"
+        pids = " ".join(str(p) for p in s["pids"]) or "-"
+        print(
+            f"{s['service']:<12} {workers:>7} {bounds:>6} {s['backlog']:>8} "
+            f"{s['in_flight']:>9} {s['dead_letters']:>5}  {pids}"
+        )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    target = target_settings(settings)
+    stack = read_stack(settings)
+    # Only a live local stack's file describes running processes.
+    state = read_workers_file(settings) if stack is not None else None
+    if state is not None and stack is not None and state.get("pid") != stack.pid:
+        state = None
+    result = asyncio.run(report(target, state))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print(result)
+    return 0

@@ -1,0 +1,526 @@
+"""Dead letters: what failed, why, and how to run it again. Used by `imgproc dlq` and the API.
+
+Reading a dead-letter queue never loses a message: messages are received with a visibility
+timeout, held while we look, and released (or, when replayed, deleted only after they were sent
+to their source queue: a crash mid-replay leaves at most a duplicate, which workers tolerate).
+
+A replayed stage message carries the task token of an execution that already failed, so
+answering it is refused. Replay therefore also re-runs the image: an image that is FAILED gets
+a new execution named `{image_id}-r{n}` (execution names are unique, and the first one, named by
+the image id, is what makes a duplicate S3 event start nothing). The image goes from FAILED back
+to PROCESSING with the new execution ARN in one conditional write, so two replays at once start
+one re-run, and `execution_arn` always names the latest execution. The redundant replayed
+message is then done once more and dropped by the worker as stale: harmless, since every stage
+writes idempotently.
+
+On AWS, replaying a whole queue uses SQS `StartMessageMoveTask`; the embedded endpoint (moto)
+lacks it, so locally, and whenever a filter applies, messages are moved here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.catalog import Catalog
+from imgproc_shared.logging import get_logger
+from imgproc_shared.models import ImageStatus, WorkflowInput
+from imgproc_shared.resources import STAGE_QUEUES, Queue, ResourceNames, execution_arn
+from imgproc_shared.s3_events import MalformedEvent, parse_s3_event
+from imgproc_shared.settings import Settings
+
+log = get_logger(stage="dlq")
+
+# How long messages stay hidden from others while we look at them; released sooner.
+_HOLD_S = 60
+_BATCH = 10  # SQS batch limit
+_STAGE_OF_QUEUE = {queue: stage for stage, queue in STAGE_QUEUES.items()}
+_DEPTHS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+class UnknownQueue(ValueError):
+    """The name is none of the stack's queues."""
+
+
+def parse_queue(name: str) -> Queue:
+    """A queue from its short name (`thumbnail`), its DLQ's (`thumbnail-dlq`) or a full name."""
+    text = name.strip().removesuffix("-dlq")
+    for queue in Queue:
+        if text == queue.value or text.endswith(f"-{queue.value}"):
+            return queue
+    raise UnknownQueue(f"no queue {name!r} (queues: {', '.join(q.value for q in Queue)})")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One queue's counts: waiting, being worked on, delayed, and dead letters."""
+
+    queue: str
+    name: str
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letters: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message in a dead-letter queue, with what is known about its image."""
+
+    queue: str
+    message_id: str
+    image_id: str | None
+    stage: str | None
+    # SQS's receive count: every try before the move, plus any look an operator took.
+    receive_count: int
+    sent_at: str | None
+    first_failure_at: str | None
+    last_failure_at: str | None
+    last_error: dict[str, Any] | None
+    image_status: str | None
+    body: str = field(repr=False)
+    message_attributes: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The listing's fields (no body)."""
+        return {
+            "queue": self.queue,
+            "message_id": self.message_id,
+            "image_id": self.image_id,
+            "stage": self.stage,
+            "receive_count": self.receive_count,
+            "sent_at": self.sent_at,
+            "first_failure_at": self.first_failure_at,
+            "last_failure_at": self.last_failure_at,
+            "last_error": self.last_error,
+            "image_status": self.image_status,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """Everything, including the body and message attributes."""
+        return {**self.summary(), "body": self.body, "message_attributes": self.message_attributes}
+
+
+@dataclass
+class ReplayReport:
+    queue: str
+    dry_run: bool
+    # "moved here" (message by message) or "move task" (StartMessageMoveTask on AWS).
+    method: str
+    selected: int = 0
+    moved: int = 0
+    failed: int = 0
+    image_ids: list[str] = field(default_factory=list)
+    # Image id → new execution ARN, for FAILED images given a new execution.
+    reran: dict[str, str] = field(default_factory=dict)
+    # Image id → why it was not re-run (not FAILED, its execution still runs, ...).
+    not_rerun: dict[str, str] = field(default_factory=dict)
+    move_task_handle: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "dry_run": self.dry_run,
+            "method": self.method,
+            "selected": self.selected,
+            "moved": self.moved,
+            "failed": self.failed,
+            "image_ids": self.image_ids,
+            "reran": self.reran,
+            "not_rerun": self.not_rerun,
+            "move_task_handle": self.move_task_handle,
+        }
+
+
+class DeadLetters:
+    """The dead-letter operations of one stack."""
+
+    def __init__(self, aws: AwsClients, settings: Settings) -> None:
+        self.aws = aws
+        self.settings = settings
+        self.names = ResourceNames.from_settings(settings)
+        self.catalog = Catalog(aws, self.names)
+        self._urls: dict[str, str] = {}
+
+    # -- Counts ------------------------------------------------------------------------------------
+
+    async def url(self, name: str) -> str:
+        if name not in self._urls:
+            self._urls[name] = (await self.aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        return self._urls[name]
+
+    async def _counts(self, name: str) -> dict[str, int]:
+        response = await self.aws.sqs.get_queue_attributes(
+            QueueUrl=await self.url(name), AttributeNames=list(_DEPTHS)
+        )
+        attributes = response.get("Attributes", {})
+        return {key: int(attributes.get(key, 0)) for key in _DEPTHS}
+
+    async def depth(self, queue: Queue) -> QueueDepth:
+        main, dead = await asyncio.gather(
+            self._counts(self.names.queue(queue)),
+            self._counts(self.names.dead_letter_queue(queue)),
+        )
+        return QueueDepth(
+            queue=queue.value,
+            name=self.names.queue(queue),
+            visible=main["ApproximateNumberOfMessages"],
+            in_flight=main["ApproximateNumberOfMessagesNotVisible"],
+            delayed=main["ApproximateNumberOfMessagesDelayed"],
+            dead_letters=dead["ApproximateNumberOfMessages"]
+            + dead["ApproximateNumberOfMessagesNotVisible"],
+        )
+
+    async def depths(self) -> list[QueueDepth]:
+        """Every queue's counts, dead letters included."""
+        return list(await asyncio.gather(*(self.depth(queue) for queue in Queue)))
+
+    # -- Looking ----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _held(self, queue: Queue, limit: int | None = None) -> AsyncIterator[_Held]:
+        """Receive (up to `limit`) messages of a DLQ and hold them; release the rest at exit."""
+        held = _Held(self.aws, await self.url(self.names.dead_letter_queue(queue)))
+        try:
+            await held.receive_all(limit, long_poll=self.settings.endpoint_url is None)
+            yield held
+        finally:
+            await asyncio.shield(held.release_all())
+
+    async def messages(self, queue: Queue, *, limit: int = 1000) -> list[DeadLetter]:
+        """The messages of a queue's DLQ (up to `limit`), each with its image's last error."""
+        async with self._held(queue, limit) as held:
+            return await self._describe_all(queue, held.messages)
+
+    async def show(self, queue: Queue, message_id: str) -> DeadLetter | None:
+        async with self._held(queue) as held:
+            found = [m for m in held.messages if m["MessageId"] == message_id]
+            return (await self._describe_all(queue, found))[0] if found else None
+
+    async def _describe_all(self, queue: Queue, messages: list[dict[str, Any]]) -> list[DeadLetter]:
+        parsed = [
+            (message, _image_and_stage(queue, message.get("Body", ""))) for message in messages
+        ]
+        ids = sorted({image_id for _, (image_id, _) in parsed if image_id})
+        records = {r["image_id"]: r for r in await self.catalog.get_images(ids)} if ids else {}
+        letters = []
+        for message, (image_id, stage) in parsed:
+            attributes = message.get("Attributes", {})
+            record = records.get(image_id or "")
+            error, failed_at = _last_error(record, stage)
+            letters.append(
+                DeadLetter(
+                    queue=queue.value,
+                    message_id=message["MessageId"],
+                    image_id=image_id,
+                    stage=stage,
+                    receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
+                    sent_at=_from_epoch_ms(attributes.get("SentTimestamp")),
+                    first_failure_at=_from_epoch_ms(
+                        attributes.get("ApproximateFirstReceiveTimestamp")
+                    ),
+                    last_failure_at=failed_at,
+                    last_error=error,
+                    image_status=record.get("status") if record else None,
+                    body=message.get("Body", ""),
+                    message_attributes=_sendable_attributes(message),
+                )
+            )
+        return letters
+
+    # -- Acting -----------------------------------------------------------------------------------
+
+    async def replay(
+        self,
+        queue: Queue,
+        *,
+        max_messages: int | None = None,
+        image_id: str | None = None,
+        dry_run: bool = False,
+    ) -> ReplayReport:
+        """Return dead letters to their source queue and re-run the FAILED images among them."""
+        whole_queue = max_messages is None and image_id is None
+        if whole_queue and not dry_run and self.settings.endpoint_url is None:
+            return await self._replay_with_move_task(queue)
+        report = ReplayReport(queue=queue.value, dry_run=dry_run, method="moved here")
+        # Without an image filter the first `max_messages` are enough; with one, look at all.
+        scan_limit = max_messages if image_id is None else None
+        source_url = await self.url(self.names.queue(queue))
+        async with self._held(queue, scan_limit) as held:
+            chosen = [
+                m
+                for m in held.messages
+                if image_id is None or _image_and_stage(queue, m.get("Body", ""))[0] == image_id
+            ][:max_messages]
+            report.selected = len(chosen)
+            report.image_ids = _unique_images(queue, chosen)
+            if dry_run:
+                return report
+            for start in range(0, len(chosen), _BATCH):
+                batch = chosen[start : start + _BATCH]
+                sent = await self._send(source_url, batch)
+                await held.delete(sent)
+                report.moved += len(sent)
+                report.failed += len(batch) - len(sent)
+            moved_ids = {m["MessageId"] for m in chosen} - {m["MessageId"] for m in held.messages}
+            report.image_ids = _unique_images(
+                queue, [m for m in chosen if m["MessageId"] in moved_ids]
+            )
+        log.info(
+            "dead letters replayed",
+            queue=queue.value,
+            moved=report.moved,
+            failed=report.failed,
+            images=len(report.image_ids),
+        )
+        await self._rerun_images(queue, report)
+        return report
+
+    async def _send(self, url: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send copies (body and message attributes intact); returns the messages sent."""
+        entries = []
+        for index, message in enumerate(batch):
+            entry: dict[str, Any] = {"Id": str(index), "MessageBody": message["Body"]}
+            attributes = _sendable_attributes(message)
+            if attributes:
+                entry["MessageAttributes"] = attributes
+            entries.append(entry)
+        response = await self.aws.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        for failure in response.get("Failed", []):
+            log.warning("replay send failed", queue_url=url, error=failure.get("Message"))
+        return [batch[int(ok["Id"])] for ok in response.get("Successful", [])]
+
+    async def _replay_with_move_task(self, queue: Queue) -> ReplayReport:
+        """AWS: one server-side move task for the whole DLQ (after noting which images it holds)."""
+        report = ReplayReport(queue=queue.value, dry_run=False, method="move task")
+        async with self._held(queue) as held:
+            report.selected = len(held.messages)
+            report.image_ids = _unique_images(queue, held.messages)
+        dlq_url = await self.url(self.names.dead_letter_queue(queue))
+        source_url = await self.url(self.names.queue(queue))
+        dlq_arn, source_arn = await asyncio.gather(self._arn(dlq_url), self._arn(source_url))
+        response = await self.aws.sqs.start_message_move_task(
+            SourceArn=dlq_arn, DestinationArn=source_arn
+        )
+        report.move_task_handle = response.get("TaskHandle")
+        report.moved = report.selected  # the task moves them all, asynchronously
+        log.info("dead-letter move task started", queue=queue.value, messages=report.selected)
+        await self._rerun_images(queue, report)
+        return report
+
+    async def _arn(self, url: str) -> str:
+        response = await self.aws.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"]
+        )
+        return str(response["Attributes"]["QueueArn"])
+
+    async def purge(self, queue: Queue) -> int:
+        """Delete every message of a queue's DLQ; returns how many there were (approximately)."""
+        name = self.names.dead_letter_queue(queue)
+        counts = await self._counts(name)
+        await self.aws.sqs.purge_queue(QueueUrl=await self.url(name))
+        purged = (
+            counts["ApproximateNumberOfMessages"] + counts["ApproximateNumberOfMessagesNotVisible"]
+        )
+        log.info("dead letters purged", queue=queue.value, messages=purged)
+        return purged
+
+    # -- Re-running images ------------------------------------------------------------------------
+
+    async def _rerun_images(self, queue: Queue, report: ReplayReport) -> None:
+        # Only stage messages stand for an image's unfinished work; a replayed S3 event goes to
+        # the starter, and a replayed status event is only news.
+        if queue not in _STAGE_OF_QUEUE:
+            return
+        for image_id in report.image_ids:
+            outcome = await self.rerun(image_id)
+            if outcome.startswith("arn:"):
+                report.reran[image_id] = outcome
+            else:
+                report.not_rerun[image_id] = outcome
+
+    async def rerun(self, image_id: str) -> str:
+        """Give a FAILED image a new execution; returns its ARN, or why it was not re-run."""
+        record = await self.catalog.get_image(image_id)
+        if record is None:
+            return "unknown image"
+        if record.get("status") != ImageStatus.FAILED.value:
+            return f"image is {record.get('status')}, not FAILED"
+        previous = record.get("execution_arn")
+        if previous and await self._running(previous):
+            return "its execution is still running"
+        reruns = int(record.get("reruns", 0))
+        name = f"{image_id}-r{reruns + 1}"
+        state_machine = await self._state_machine_arn()
+        arn = execution_arn(state_machine, name)
+        if not await self.catalog.mark_rerun(image_id, execution_arn=arn, previous_reruns=reruns):
+            return "another replay re-ran it first"
+        workflow_input = WorkflowInput(
+            image_id=image_id,
+            bucket=record["bucket"],
+            key=record["key"],
+            owner=record["owner"],
+            album_id=record["album_id"],
+        )
+        try:
+            await self.aws.stepfunctions.start_execution(
+                stateMachineArn=state_machine, name=name, input=workflow_input.model_dump_json()
+            )
+        except ClientError as exc:
+            # The image must not stay PROCESSING behind an execution that never started.
+            await self.catalog.undo_rerun(image_id, execution_arn=arn, cause=str(exc))
+            log.warning("re-run failed to start", image_id=image_id, error=str(exc))
+            return f"could not start: {exc}"
+        log.info("image re-run", image_id=image_id, execution_arn=arn, previous=previous)
+        return arn
+
+    async def _running(self, arn: str) -> bool:
+        try:
+            described = await self.aws.stepfunctions.describe_execution(executionArn=arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return False
+            raise
+        return bool(described.get("status") == "RUNNING")
+
+    async def _state_machine_arn(self) -> str:
+        if self.settings.state_machine_arn:
+            return self.settings.state_machine_arn
+        name = self.names.state_machine
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = await self.aws.stepfunctions.list_state_machines(**kwargs)
+            for machine in page["stateMachines"]:
+                if machine["name"] == name:
+                    arn = str(machine["stateMachineArn"])
+                    self.settings = self.settings.model_copy(update={"state_machine_arn": arn})
+                    return arn
+            if not page.get("nextToken"):
+                raise RuntimeError(f"state machine {name} not found")
+            kwargs["nextToken"] = page["nextToken"]
+
+
+class _Held:
+    """Messages received from one queue and kept invisible until deleted or released."""
+
+    def __init__(self, aws: AwsClients, url: str) -> None:
+        self.aws = aws
+        self.url = url
+        self.messages: list[dict[str, Any]] = []
+
+    async def receive_all(self, limit: int | None, *, long_poll: bool) -> None:
+        seen: set[str] = set()
+        while limit is None or len(self.messages) < limit:
+            want = _BATCH if limit is None else min(_BATCH, limit - len(self.messages))
+            response = await self.aws.sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=want,
+                # AWS samples servers on a short poll and may answer empty while messages
+                # remain; the embedded endpoint answers from one list.
+                WaitTimeSeconds=1 if long_poll else 0,
+                VisibilityTimeout=_HOLD_S,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            batch = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not batch:
+                return
+            seen.update(m["MessageId"] for m in batch)
+            self.messages.extend(batch)
+
+    async def delete(self, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return
+        response = await self.aws.sqs.delete_message_batch(
+            QueueUrl=self.url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ],
+        )
+        # A failed delete leaves the message here, released with the rest: a duplicate at worst.
+        deleted = {messages[int(ok["Id"])]["MessageId"] for ok in response.get("Successful", [])}
+        self.messages = [m for m in self.messages if m["MessageId"] not in deleted]
+
+    async def release_all(self) -> None:
+        messages, self.messages = self.messages, []
+        for start in range(0, len(messages), _BATCH):
+            batch = messages[start : start + _BATCH]
+            try:
+                await self.aws.sqs.change_message_visibility_batch(
+                    QueueUrl=self.url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                        for i, m in enumerate(batch)
+                    ],
+                )
+            except ClientError as exc:
+                # They come back by themselves when the hold times out.
+                log.warning("release failed", error=str(exc), messages=len(batch))
+
+
+def _image_and_stage(queue: Queue, body: str) -> tuple[str | None, str | None]:
+    """The image (and stage) a message is about, from its body; (None, None) if unreadable."""
+    stage = _STAGE_OF_QUEUE.get(queue)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, stage.value if stage else None
+    if isinstance(data, dict) and isinstance(data.get("image_id"), str):
+        found = data.get("stage")
+        return data["image_id"], str(found) if found else (stage.value if stage else None)
+    if queue is Queue.INGEST:
+        try:
+            created = parse_s3_event(data)
+        except MalformedEvent:
+            return None, None
+        if created:
+            return created[0].key.rsplit("/", 1)[-1].split(".", 1)[0], None
+    return None, stage.value if stage else None
+
+
+def _unique_images(queue: Queue, messages: list[dict[str, Any]]) -> list[str]:
+    ids = (_image_and_stage(queue, m.get("Body", ""))[0] for m in messages)
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+def _last_error(
+    record: dict[str, Any] | None, stage: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The image's last recorded error for this stage (else the image's), and when it was."""
+    if record is None:
+        return None, None
+    progress = record.get(f"stage_{stage}") if stage else None
+    if isinstance(progress, dict) and isinstance(progress.get("error"), dict):
+        return dict(progress["error"]), progress.get("finished_at")
+    if record.get("error_code"):
+        error = {"code": record["error_code"], "message": record.get("error_message") or ""}
+        return error, record.get("finished_at")
+    return None, None
+
+
+def _sendable_attributes(message: dict[str, Any]) -> dict[str, Any]:
+    """Message attributes as SendMessage takes them (receive adds empty list fields)."""
+    attributes: dict[str, Any] = {}
+    for name, value in message.get("MessageAttributes", {}).items():
+        kept = {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+        attributes[name] = kept
+    return attributes
+
+
+def _from_epoch_ms(value: str | None) -> str | None:
+    if not value:
+        return None
+    moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

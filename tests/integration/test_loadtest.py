@@ -1,0 +1,68 @@
+"""`imgproc loadtest` against the stack as `make up` starts it: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from stack_process import IMGPROC, REPO_ROOT, RunningStack
+
+
+def test_loadtest_reports_a_clean_run(local_stack: RunningStack) -> None:
+    result = subprocess.run(
+        [
+            str(IMGPROC),
+            "loadtest",
+            "--images",
+            "10",
+            "--concurrency",
+            "4",
+            "--size",
+            "640x480",
+            "--timeout",
+            "60",
+            "--json",
+        ],
+        env=local_stack.env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    # The progress bar goes to stderr, never into the JSON.
+    assert "10/10 terminal" in result.stderr
+
+    assert report["images"] == 10
+    assert report["lost"] == 0 and report["lost_image_ids"] == []
+    assert report["duplicate_executions"] == 0
+    assert report["missing_executions"] == 0
+    assert report["statuses"] == {"PROCESSED": 10}
+    assert report["throughput_images_per_s"] > 0
+
+    latency = report["latency_s"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"] < 60
+    for stage in ("extract", "tag", "thumbnail"):
+        assert report["stage_duration_ms"][stage]["count"] == 10
+        assert report["stage_duration_ms"][stage]["median"] > 0
+    assert set(report["segments_median_s"]) >= {"upload_to_execution", "extract", "to_terminal"}
+
+    calls = report["api_calls"]
+    assert calls["source"] == "counted by the embedded endpoint"
+    per_image = calls["per_image"]
+    # Every image is started once and answers one task per stage.
+    assert per_image["states.StartExecution"] == 1.0
+    assert per_image["states.SendTaskSuccess"] == 3.0
+    assert per_image["dynamodb.PutItem"] >= 1.0
+    assert calls["per_image_total"] == round(sum(per_image.values()), 2)
+    # The happy path: Extract, Validate, Process, its three branches, StoreResults, Announce.
+    assert report["state_transitions_per_image"] == 8.0
+
+    assert set(report["worker_cpu_s"]) >= {"extractor", "tagger", "thumbnailer"}
+    assert report["worker_cpu_s_per_image"] > 0
+    assert report["embedded_aws_cpu_s"] > 0
+    cost = report["cost_usd_per_1000_images"]
+    assert cost["stepfunctions"] == 0.2  # 8 transitions at $0.025 per 1,000
+    assert cost["total"] >= sum(v for k, v in cost.items() if k != "total") - 1e-4

@@ -1,0 +1,322 @@
+"""The embedded endpoint's speedups change nothing that executions compute, and are used.
+
+Runs on the session's embedded moto (started through `start_embedded_aws`, so with every patch
+installed): concurrent executions of one definition share a parsed program, yet each keeps its
+own retry counters, callbacks reach the right execution through the token index, stale and
+unknown tokens are refused as before, and the request counter sees each call once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+from collections import Counter
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from imgproc_cli import moto_speedups
+from imgproc_cli.bootstrap import STATE_MACHINE_ROLE
+from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.settings import Settings
+
+from conftest import eventually
+
+
+def _definition(queue_url: str, missing_table: str = "imgproc-no-such-table") -> str:
+    return json.dumps(
+        {
+            "StartAt": "Ask",
+            "States": {
+                "Ask": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                    "Parameters": {
+                        "QueueUrl": queue_url,
+                        "MessageBody": {"token.$": "$$.Task.Token", "id.$": "$.id"},
+                    },
+                    "HeartbeatSeconds": 30,
+                    # No Retry here: moto 5.2.5 retries a callback task with its first token
+                    # and outcome (a separate bug, stock moto too).
+                    "ResultPath": "$.answer",
+                    "Next": "Shape",
+                },
+                "Shape": {
+                    "Type": "Parallel",
+                    "Branches": [
+                        {
+                            "StartAt": "Twice",
+                            "States": {
+                                "Twice": {
+                                    "Type": "Pass",
+                                    "Parameters": {"n.$": "States.MathAdd($.answer.n, $.answer.n)"},
+                                    "End": True,
+                                }
+                            },
+                        },
+                        {
+                            "StartAt": "Label",
+                            "States": {
+                                "Label": {
+                                    "Type": "Pass",
+                                    "Parameters": {"label.$": "States.Format('image {}', $.id)"},
+                                    "End": True,
+                                }
+                            },
+                        },
+                    ],
+                    "ResultSelector": {
+                        "twice.$": "States.ArrayGetItem($, 0)",
+                        "label.$": "States.ArrayGetItem($, 1)",
+                    },
+                    "Next": "Probe",
+                },
+                # Fails every time (no such table): retried twice, then caught.
+                "Probe": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::dynamodb:getItem",
+                    "Parameters": {"TableName": missing_table, "Key": {"k": {"S": "v"}}},
+                    "Retry": [
+                        {
+                            "ErrorEquals": ["States.ALL"],
+                            "IntervalSeconds": 1,
+                            "MaxAttempts": 2,
+                            "BackoffRate": 1.0,
+                        }
+                    ],
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "Done"}],
+                    "ResultPath": None,
+                    "Next": "Done",
+                },
+                "Done": {"Type": "Pass", "End": True},
+            },
+        }
+    )
+
+
+async def test_executions_sharing_a_program_keep_their_own_retries_and_callbacks(
+    settings_factory: Any,
+) -> None:
+    settings: Settings = settings_factory()
+    program_hits = moto_speedups.program_cache_stats["hits"]
+    token_hits = moto_speedups.token_index_stats["hits"]
+    jsonpath_before = moto_speedups.jsonpath_cache_info()
+
+    async with AwsClients(settings) as aws:
+        queue_url = (await aws.sqs.create_queue(QueueName=f"{settings.resource_prefix}-ask"))[
+            "QueueUrl"
+        ]
+        machine = await aws.stepfunctions.create_state_machine(
+            name=f"{settings.resource_prefix}-shared",
+            definition=_definition(queue_url),
+            roleArn=STATE_MACHINE_ROLE,
+        )
+        # x0 and x1 succeed; x2's task fails.
+        ids = [f"x{i}" for i in range(3)]
+        arns = {}
+        for image_id in ids:
+            started = await aws.stepfunctions.start_execution(
+                stateMachineArn=machine["stateMachineArn"],
+                name=f"{settings.resource_prefix}-{image_id}",
+                input=json.dumps({"id": image_id}),
+            )
+            arns[image_id] = started["executionArn"]
+
+        attempts: Counter[str] = Counter()
+        answered_tokens: list[str] = []
+
+        async def answer_all() -> bool:
+            response = await aws.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            for message in response.get("Messages", []):
+                body = json.loads(message["Body"])
+                image_id, token = body["id"], body["token"]
+                attempts[image_id] += 1
+                await aws.stepfunctions.send_task_heartbeat(taskToken=token)
+                if image_id == "x2":
+                    await aws.stepfunctions.send_task_failure(
+                        taskToken=token, error="Again", cause=f"attempt {attempts[image_id]}"
+                    )
+                else:
+                    n = int(image_id[1:]) + 1
+                    await aws.stepfunctions.send_task_success(
+                        taskToken=token, output=json.dumps({"n": n})
+                    )
+                    answered_tokens.append(token)
+                await aws.sqs.delete_message(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+            statuses = [
+                (await aws.stepfunctions.describe_execution(executionArn=arn))["status"]
+                for arn in arns.values()
+            ]
+            return all(status != "RUNNING" for status in statuses)
+
+        await eventually(answer_all, timeout=90, interval=0.05, what="every execution to end")
+
+        for image_id in ids[:2]:
+            described = await aws.stepfunctions.describe_execution(executionArn=arns[image_id])
+            assert described["status"] == "SUCCEEDED", described
+            n = int(image_id[1:]) + 1
+            assert json.loads(described["output"]) == {
+                "twice": {"n": 2 * n},
+                "label": {"label": f"image {image_id}"},
+            }
+            assert attempts[image_id] == 1
+            history = await aws.stepfunctions.get_execution_history(executionArn=arns[image_id])
+            # The probe failed once and was retried exactly MaxAttempts (2) times: the retry
+            # counter lives per execution although the program is shared.
+            assert [e["type"] for e in history["events"]].count("TaskFailed") == 3
+        failed = await aws.stepfunctions.describe_execution(executionArn=arns["x2"])
+        assert failed["status"] == "FAILED"
+        assert (failed.get("error"), failed.get("cause")) == ("Again", "attempt 1")
+
+        # A token whose task is over, and one that never existed, are refused as before.
+        with pytest.raises(ClientError) as stale:
+            await aws.stepfunctions.send_task_success(
+                taskToken=answered_tokens[0], output=json.dumps({"n": 0})
+            )
+        assert stale.value.response["Error"]["Code"] in ("InvalidToken", "TaskTimedOut")
+        with pytest.raises(ClientError) as unknown:
+            await aws.stepfunctions.send_task_success(taskToken=uuid.uuid4().hex, output="{}")
+        assert unknown.value.response["Error"]["Code"] == "InvalidToken"
+
+    if not moto_speedups.speedups_enabled():
+        return  # IMGPROC_MOTO_SPEEDUPS=0: the same behaviour from stock moto, nothing cached
+    # Three executions of one definition: at most the first parsed it.
+    assert moto_speedups.program_cache_stats["hits"] - program_hits >= 2
+    # 3 heartbeats, 3 answers and the stale answer, all through the index.
+    assert moto_speedups.token_index_stats["hits"] - token_hits >= 7
+    jsonpath_after = moto_speedups.jsonpath_cache_info()
+    assert jsonpath_before is not None and jsonpath_after is not None
+    assert jsonpath_after.hits > jsonpath_before.hits
+
+
+def _stats(endpoint_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(endpoint_url + moto_speedups.STATS_PATH, timeout=5) as response:
+        stats: dict[str, Any] = json.loads(response.read())
+    return stats
+
+
+def _count(stats: dict[str, Any], group: str, service: str, action: str) -> int:
+    return int(stats[group].get(service, {}).get(action, 0))
+
+
+async def test_request_counter_sees_each_call_once(
+    embedded_aws: EmbeddedAws, settings_factory: Any
+) -> None:
+    settings: Settings = settings_factory()
+    endpoint = embedded_aws.endpoint_url
+    # A plain boto3 client (like moto's own interpreter) is counted as a real API call.
+    kwargs: dict[str, Any] = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    sqs: Any = boto3.client("sqs", **kwargs)
+    sns: Any = boto3.client("sns", **kwargs)
+    s3: Any = boto3.client("s3", **kwargs)
+    bucket = f"{settings.resource_prefix}-counted"
+    before = _stats(endpoint)
+    queue_url = sqs.create_queue(QueueName=f"{settings.resource_prefix}-counted")["QueueUrl"]
+    for _ in range(3):
+        sqs.list_queue_tags(QueueUrl=queue_url)
+    sns.list_topics()
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="a/b.txt", Body=b"x")
+    s3.get_object(Bucket=bucket, Key="a/b.txt")
+    # This process hosts the endpoint: its own aiobotocore clients count as housekeeping.
+    async with AwsClients(settings) as aws:
+        await aws.sqs.list_queue_tags(QueueUrl=queue_url)
+    after = _stats(endpoint)
+
+    def delta(group: str, service: str, action: str) -> int:
+        return _count(after, group, service, action) - _count(before, group, service, action)
+
+    assert delta("requests", "sqs", "ListQueueTags") == 3
+    assert delta("housekeeping_requests", "sqs", "ListQueueTags") == 1
+    assert delta("requests", "sns", "ListTopics") == 1
+    assert delta("requests", "s3", "PUTBucket") == 1
+    assert delta("requests", "s3", "PutObject") == 1
+    assert delta("requests", "s3", "GetObject") == 1
+    if not moto_speedups.speedups_enabled():
+        return
+    assert set(after["speedups"]) >= {
+        "program_cache",
+        "jsonpath_cache",
+        "client_cache",
+        "token_index",
+        "backend_lookup_cache",
+    }
+
+
+def test_speedups_switch() -> None:
+    import os
+
+    saved = os.environ.get(moto_speedups.SPEEDUPS_ENV)
+    try:
+        os.environ[moto_speedups.SPEEDUPS_ENV] = "0"
+        assert not moto_speedups.speedups_enabled()
+        os.environ[moto_speedups.SPEEDUPS_ENV] = "1"
+        assert moto_speedups.speedups_enabled()
+        del os.environ[moto_speedups.SPEEDUPS_ENV]
+        assert moto_speedups.speedups_enabled()
+    finally:
+        if saved is not None:
+            os.environ[moto_speedups.SPEEDUPS_ENV] = saved
+
+
+async def test_concurrent_callbacks_do_not_block_each_other(settings_factory: Any) -> None:
+    """Many executions answered at once all finish (the index is shared between threads)."""
+    settings: Settings = settings_factory()
+    async with AwsClients(settings) as aws:
+        queue_url = (await aws.sqs.create_queue(QueueName=f"{settings.resource_prefix}-many"))[
+            "QueueUrl"
+        ]
+        machine = await aws.stepfunctions.create_state_machine(
+            name=f"{settings.resource_prefix}-many",
+            definition=_definition(queue_url),
+            roleArn=STATE_MACHINE_ROLE,
+        )
+        arns = [
+            (
+                await aws.stepfunctions.start_execution(
+                    stateMachineArn=machine["stateMachineArn"],
+                    name=f"{settings.resource_prefix}-m{i}",
+                    input=json.dumps({"id": f"m{i}"}),
+                )
+            )["executionArn"]
+            for i in range(8)
+        ]
+        seen: set[str] = set()
+
+        async def answer() -> bool:
+            response = await aws.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            messages = response.get("Messages", [])
+            await asyncio.gather(
+                *(
+                    aws.stepfunctions.send_task_success(
+                        taskToken=json.loads(m["Body"])["token"], output=json.dumps({"n": 1})
+                    )
+                    for m in messages
+                )
+            )
+            seen.update(json.loads(m["Body"])["id"] for m in messages)
+            for m in messages:
+                await aws.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+            return len(seen) == len(arns)
+
+        await eventually(answer, timeout=60, interval=0.05, what="every task to be sent")
+
+        async def all_succeeded() -> bool:
+            statuses = [
+                (await aws.stepfunctions.describe_execution(executionArn=arn))["status"]
+                for arn in arns
+            ]
+            return all(s == "SUCCEEDED" for s in statuses)
+
+        await eventually(all_succeeded, timeout=60, what="every execution to succeed")
