@@ -41,8 +41,11 @@ class Settings(BaseSettings):
     wait_time_s: int = Field(default=20, ge=0, le=20)
 
     # Workflow limits, rendered into the state machine definition.
-    task_timeout_s: int = Field(default=900, ge=1)
-    task_heartbeat_s: int = Field(default=60, ge=1)
+    # Step Functions starts a callback task's heartbeat clock when it sends the message, so time
+    # spent waiting in a backlog counts: size it for the longest expected queue wait. A worker
+    # that dies is covered sooner by the message's visibility timeout (another worker takes it).
+    task_timeout_s: int = Field(default=3600, ge=1)
+    task_heartbeat_s: int = Field(default=300, ge=1)
     max_receive_count: int = Field(default=5, ge=1)
 
     tagger_backend: str = "rekognition"  # "rekognition" on AWS, "local" on one machine

@@ -38,8 +38,8 @@ class WorkflowTargets:
 @dataclass(frozen=True)
 class WorkflowLimits:
     accepted_formats: tuple[str, ...] = ("JPEG", "PNG", "MPO")
-    task_timeout_s: int = 900
-    task_heartbeat_s: int = 60
+    task_timeout_s: int = 3600
+    task_heartbeat_s: int = 300
     retry_attempts: int = 2
     retry_interval_s: int = 2
 
