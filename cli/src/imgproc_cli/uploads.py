@@ -24,6 +24,7 @@ from imgproc_shared.views import image_view
 DEFAULT_USER = "local"
 DEFAULT_ALBUM = "Uploads"
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UsageError(Exception):
@@ -62,6 +63,19 @@ def _check_paths(paths: list[Path]) -> list[Path]:
     if problems:
         raise UsageError("; ".join(problems))
     return paths
+
+
+def _display_name(path: Path) -> str:
+    # As the status API keeps them: no control characters (a newline or an escape sequence in a
+    # file name would otherwise reach terminals and pages), at most 255 characters.
+    return _CONTROL.sub("", path.name).strip()[:255] or "upload"
+
+
+def _content_type(path: Path) -> str:
+    # Only image types are stored as such (as the API grants them); anything else, e.g. a
+    # `.html` file, is stored as opaque bytes so no browser would ever render it as a page.
+    guessed = mimetypes.guess_type(path.name)[0]
+    return guessed if guessed and guessed.startswith("image/") else "application/octet-stream"
 
 
 def _extension(path: Path) -> str:
@@ -152,14 +166,14 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
             image_id = uuid.uuid4().hex
             key = incoming_key(args.user, album_id, image_id, _extension(path))
             data = path.read_bytes()
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            content_type = _content_type(path)
             await catalog.record_upload(
                 image_id=image_id,
                 owner=args.user,
                 album_id=album_id,
                 bucket=names.bucket,
                 key=key,
-                file_name=path.name,
+                file_name=_display_name(path),
                 content_type=content_type,
                 size=len(data),
             )

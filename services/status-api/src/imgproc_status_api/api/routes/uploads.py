@@ -113,12 +113,13 @@ async def request_upload(
         415: {"model": ErrorBody, "description": "Not an image content type"},
     },
     # Say in the document, not only in prose, that the part must be an image (a client built
-    # from the document otherwise sends application/octet-stream and gets 415).
+    # from the document otherwise sends application/octet-stream and gets 415). Concrete types:
+    # generators send a listed range like `image/*` literally. Any image/* type is accepted.
     openapi_extra={
         "requestBody": {
             "content": {
                 "multipart/form-data": {
-                    "encoding": {"file": {"contentType": "image/jpeg, image/png, image/*"}}
+                    "encoding": {"file": {"contentType": "image/jpeg, image/png"}}
                 }
             }
         }
