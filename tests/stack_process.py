@@ -39,7 +39,7 @@ class RunningStack:
         env["IMGPROC_HOME"] = str(self.home)
         return env
 
-    def stop(self, timeout: float = 15.0) -> float:
+    def stop(self, timeout: float = 60.0) -> float:
         """Ctrl-C, as a user would; returns how long the stack took to stop."""
         started = time.monotonic()
         if self.process.poll() is None:

@@ -157,10 +157,15 @@ async def test_failed_image_lands_in_the_dlq_and_replay_brings_it_to_processed(
             assert done["reruns"] == 1
             assert "error_code" not in done and "failed_stage" not in done
             assert done["thumbnails"]["renditions"][0]["name"] == "thumbnail"
-            described = await aws.stepfunctions.describe_execution(
-                executionArn=done["execution_arn"]
-            )
-            assert described["status"] == "SUCCEEDED"
+
+            # PROCESSED is recorded by StoreResults; the execution ends after Announce.
+            async def succeeded() -> bool:
+                described = await aws.stepfunctions.describe_execution(
+                    executionArn=done["execution_arn"]
+                )
+                return bool(described["status"] == "SUCCEEDED")
+
+            await eventually(succeeded, timeout=20, what="the re-run execution to succeed")
             # The replayed message itself is done again and dropped (its token is over).
             await eventually(
                 lambda: workers[Stage.THUMBNAIL].counters["stale_token"] >= 1,

@@ -25,7 +25,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
         extra_env={**FAST_RECOVERY_ENV, "IMGPROC_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)},
     )
     yield stack
-    stack.stop(timeout=20)
+    stack.stop(timeout=60)
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ async def test_data_survives_clean_stop_and_kill_and_unfinished_images_resume(
         )
     finally:
         if second.process.poll() is None:
-            second.stop(timeout=20)
+            second.stop(timeout=60)
 
     # 3. After the kill: everything the snapshot held is there, and the unfinished resume.
     third = _start(home)
@@ -142,7 +142,7 @@ async def test_data_survives_clean_stop_and_kill_and_unfinished_images_resume(
         renditions = await thumbnail_keys(third.settings)
         assert all(len(renditions.get(i, ())) == 2 for i in everything)
     finally:
-        third.stop(timeout=20)
+        third.stop(timeout=60)
     print(
         f"\nRELIABILITY restart: kept_after_clean_stop={len(kept)} "
         f"uploaded_before_kill={len(pending)} unfinished_in_snapshot={len(unfinished)} "

@@ -31,6 +31,7 @@ from security_harness import (
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.resources import Queue
 from imgproc_status_api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalTokens
+from imgproc_status_api.config import ApiSettings
 
 PUBLIC_OPERATIONS = {("GET", "/healthz"), ("POST", "/api/auth/sign-in")}
 # Operator views are not owned by anyone (see test_dead_letters_do_not_show_other_users_images).
@@ -287,16 +288,10 @@ def test_a_forged_cursor_cannot_reach_into_another_album(
     assert owner.image_id not in response.text and owner.upload_id not in response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: the operator endpoints have no operator role; any signed-in user can list "
-        "every user's dead letters (image ids, errors), replay and purge them"
-    ),
-)
-def test_dead_letters_do_not_show_other_users_images(
+def test_only_operators_see_and_act_on_dead_letters(
     api: ThreadedApi, owner: UserData, intruder: UserData
 ) -> None:
+    """Dead letters name every user's images: with `IMGPROC_OPERATORS` set, only they may look."""
     state = api.app.state.api
 
     async def dead_letter() -> None:
@@ -306,5 +301,28 @@ def test_dead_letters_do_not_show_other_users_images(
         await state.aws.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
 
     api.on_api_loop(dead_letter())
-    listed = api.client.get("/api/operators/dead-letters/tag", headers=intruder.headers)
-    assert listed.status_code in (403, 404) or owner.image_id not in listed.text
+    everyone = state.api_settings
+    state.api_settings = everyone.model_copy(update={"operators": [owner.name]})
+    try:
+        for method, path, body in (
+            ("GET", "/api/operators/queues", None),
+            ("GET", "/api/operators/dead-letters", None),
+            ("GET", "/api/operators/dead-letters/tag", None),
+            ("POST", "/api/operators/dead-letters/tag/replay", {"dry_run": True}),
+            ("POST", "/api/operators/dead-letters/tag/purge", {"confirm": True}),
+        ):
+            refused = api.client.request(method, path, json=body, headers=intruder.headers)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["code"] == "operator_only"
+            assert owner.image_id not in refused.text
+        allowed = api.client.get("/api/operators/dead-letters/tag", headers=owner.headers)
+        assert allowed.status_code == 200 and owner.image_id in allowed.text
+    finally:
+        state.api_settings = everyone
+
+
+def test_who_is_an_operator() -> None:
+    assert ApiSettings(_env_file=None).is_operator("anyone"), "one machine: its users operate it"
+    assert not ApiSettings(cognito_issuer="https://idp.example").is_operator("anyone")
+    listed = ApiSettings(operators="alice, bob", cognito_issuer="https://idp.example")
+    assert listed.is_operator("bob") and not listed.is_operator("mallory")

@@ -37,6 +37,7 @@ from imgproc_shared.settings import Settings
 
 # Workers get this long to drain; `up` as a whole stops within 15 s.
 _SERVICE_STOP_TIMEOUT_S = 8.0
+_STOP_DEADLINE_S = 13.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -269,6 +270,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("\nstopping imgproc...", flush=True)
         return 0
     finally:
+        stop_began = time.monotonic()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if scaler is not None:
@@ -276,7 +278,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if supervisor is not None:
             supervisor.stop(_SERVICE_STOP_TIMEOUT_S)
         if snapshots is not None:
-            snapshots.stop_and_flush()
+            # Whatever the services' drain left of the 15 s promised to Ctrl-C.
+            snapshots.stop_and_flush(
+                timeout=max(2.0, _STOP_DEADLINE_S - (time.monotonic() - stop_began))
+            )
         if decision_log is not None:
             decision_log.close()
         if aws_server is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ApiSettings(BaseSettings):
@@ -22,6 +23,11 @@ class ApiSettings(BaseSettings):
     # Defaults to `{issuer}/.well-known/jwks.json`, where Cognito publishes its keys.
     cognito_jwks_url: str | None = None
 
+    # Who may see and act on queues and dead letters (which name every user's images): user ids,
+    # comma-separated. Unset: every signed-in user on one machine (where the users are the
+    # machine's owner), nobody with Cognito until listed.
+    operators: Annotated[list[str] | None, NoDecode] = None
+
     # Origins allowed to call the API from a browser (the web client itself is same-origin).
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -33,6 +39,18 @@ class ApiSettings(BaseSettings):
 
     presigned_url_ttl_s: int = Field(default=3600, ge=60)
     upload_url_ttl_s: int = Field(default=900, ge=60)
+
+    @field_validator("operators", mode="before")
+    @classmethod
+    def _split_operators(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def is_operator(self, user_id: str) -> bool:
+        if self.operators is None:
+            return not self.cognito_enabled
+        return user_id in self.operators
 
     @property
     def cognito_enabled(self) -> bool:

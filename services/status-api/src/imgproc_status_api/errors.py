@@ -97,3 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=500, content={"code": "internal_error", "message": "internal error"}
         )
+
+
+# The operators' routers add this: queues and dead letters name every user's images.
+OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    403: {"model": ErrorBody, "description": "Only operators (`IMGPROC_OPERATORS`)"},
+}

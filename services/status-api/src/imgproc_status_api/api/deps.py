@@ -16,7 +16,7 @@ from imgproc_shared.settings import Settings
 from imgproc_shared.views import image_view
 from imgproc_status_api.auth import CognitoTokens, LocalTokens, User, unauthorized
 from imgproc_status_api.config import ApiSettings
-from imgproc_status_api.errors import not_found
+from imgproc_status_api.errors import ApiError, not_found
 from imgproc_status_api.live import AlbumEvents
 
 
@@ -68,6 +68,15 @@ async def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def current_operator(user: CurrentUser, state: State) -> User:
+    if not state.api_settings.is_operator(user.id):
+        raise ApiError(403, "operator_only", "only operators may see and act on the queues")
+    return user
+
+
+CurrentOperator = Annotated[User, Depends(current_operator)]
 
 AlbumId = Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="an album id")]
 ImageId = Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="an image id")]

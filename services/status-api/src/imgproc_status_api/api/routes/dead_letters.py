@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 from imgproc_shared.dead_letters import DeadLetters, UnknownQueue, parse_queue
 from imgproc_shared.models import IMAGE_ID_PATTERN
 from imgproc_shared.resources import Queue
-from imgproc_status_api.api.deps import ApiState, CurrentUser, State
-from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, ErrorBody, not_found
+from imgproc_status_api.api.deps import ApiState, CurrentOperator, State
+from imgproc_status_api.errors import OPERATOR_RESPONSES, ApiError, ErrorBody, not_found
 
 router = APIRouter(
-    prefix="/api/operators/dead-letters", tags=["operators"], responses=ERROR_RESPONSES
+    prefix="/api/operators/dead-letters", tags=["operators"], responses=OPERATOR_RESPONSES
 )
 
 QueueName = Annotated[str, Path(description="a queue: " + ", ".join(q.value for q in Queue))]
@@ -100,14 +100,16 @@ def _dead_letters(state: ApiState) -> DeadLetters:
 
 
 @router.get("")
-async def dead_letter_counts(_: CurrentUser, state: State) -> DeadLetterReport:
+async def dead_letter_counts(_: CurrentOperator, state: State) -> DeadLetterReport:
     """Every queue's waiting, in-flight and dead-letter counts."""
     depths = await _dead_letters(state).depths()
     return DeadLetterReport(queues=[DeadLetterCounts(**asdict(d)) for d in depths])
 
 
 @router.get("/{queue}")
-async def dead_letter_messages(queue: QueueName, _: CurrentUser, state: State) -> DeadLetterList:
+async def dead_letter_messages(
+    queue: QueueName, _: CurrentOperator, state: State
+) -> DeadLetterList:
     """A queue's dead letters, each with its image's last recorded error."""
     chosen = _queue(queue)
     letters = await _dead_letters(state).messages(chosen)
@@ -117,7 +119,7 @@ async def dead_letter_messages(queue: QueueName, _: CurrentUser, state: State) -
 
 
 @router.post("/{queue}/replay")
-async def replay(queue: QueueName, body: ReplayIn, _: CurrentUser, state: State) -> ReplayOut:
+async def replay(queue: QueueName, body: ReplayIn, _: CurrentOperator, state: State) -> ReplayOut:
     """Return dead letters to their queue; FAILED images among them get a new execution."""
     report = await _dead_letters(state).replay(
         _queue(queue), max_messages=body.max, image_id=body.image_id, dry_run=body.dry_run
@@ -129,7 +131,7 @@ async def replay(queue: QueueName, body: ReplayIn, _: CurrentUser, state: State)
     "/{queue}/purge",
     responses={429: {"model": ErrorBody, "description": "Purged less than 60 seconds ago"}},
 )
-async def purge(queue: QueueName, body: PurgeIn, _: CurrentUser, state: State) -> PurgeOut:
+async def purge(queue: QueueName, body: PurgeIn, _: CurrentOperator, state: State) -> PurgeOut:
     """Delete every dead letter of a queue."""
     if not body.confirm:
         raise ApiError(400, "confirmation_required", "purging cannot be undone: send confirm=true")

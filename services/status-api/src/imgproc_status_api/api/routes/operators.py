@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from imgproc_shared.resources import Queue
-from imgproc_status_api.api.deps import ApiState, CurrentUser, State
-from imgproc_status_api.errors import ERROR_RESPONSES
+from imgproc_status_api.api.deps import ApiState, CurrentOperator, State
+from imgproc_status_api.errors import OPERATOR_RESPONSES
 from imgproc_status_api.schemas import QueueCounts, QueueReport
 
-router = APIRouter(prefix="/api/operators", tags=["operators"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/operators", tags=["operators"], responses=OPERATOR_RESPONSES)
 
 _COUNTS = [
     "ApproximateNumberOfMessages",
@@ -50,7 +50,7 @@ async def _counts(state: ApiState, queue: Queue) -> QueueCounts:
 
 
 @router.get("/queues")
-async def queue_report(_: CurrentUser, state: State) -> QueueReport:
+async def queue_report(_: CurrentOperator, state: State) -> QueueReport:
     """Visible, in-flight, delayed and dead-letter counts for every queue."""
     counts = await asyncio.gather(*(_counts(state, queue) for queue in Queue))
     return QueueReport(queues=list(counts))
