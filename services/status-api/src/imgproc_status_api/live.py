@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import STAGE_ORDER, Catalog
 from imgproc_shared.logging import get_logger
+from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import ImageStatus, StatusEvent
 from imgproc_shared.resources import Queue, ResourceNames
 
@@ -215,29 +216,15 @@ class AlbumEvents:
         """Push each terminal status the workflow announces on `stored` to its album's listeners.
 
         Announcements for albums nobody watches are dropped: they are notifications, and the
-        image record holds the state for whoever looks later.
+        image record holds the state for whoever looks later. One for an image that does not
+        exist is poison and goes to the dead-letter queue.
         """
         queue_url = (
             await self.aws.sqs.get_queue_url(QueueName=self.names.queue(Queue.STATUS_EVENTS))
         )["QueueUrl"]
-        while not stopping.is_set():
-            receive = asyncio.create_task(
-                self.aws.sqs.receive_message(
-                    QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_time_s
-                )
-            )
-            stop = asyncio.create_task(stopping.wait())
-            await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if not receive.done():
-                receive.cancel()
-                return
-            try:
-                messages = receive.result().get("Messages", [])
-            except (ClientError, BotoCoreError) as exc:
-                log.warning("status-events receive failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
+        async for messages in receive_batches(
+            self.aws.sqs, queue_url, stopping, wait_time_s=self.wait_time_s
+        ):
             done = []
             for message in messages:
                 try:
@@ -248,21 +235,15 @@ class AlbumEvents:
                     log.warning("malformed status event", reason=str(exc)[:300])
                 except (ClientError, BotoCoreError) as exc:
                     log.warning("status event not pushed; it will be retried", error=str(exc))
-            if done:
-                await self.aws.sqs.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(done)
-                    ],
-                )
+            await delete_batch(self.aws.sqs, queue_url, done)
 
     async def _announced(self, body: str) -> None:
         event = StatusEvent.model_validate_json(body)
-        watch = self._watches.get(event.album_id or "")
-        if watch is None:
-            return
         record = await self.catalog.get_image(event.image_id)
-        if record is not None:
+        if record is None:
+            # A poison message: left for the dead-letter queue like any other.
+            raise ValueError(f"announcement for an unknown image {event.image_id}")
+        watch = self._watches.get(str(record.get("album_id") or ""))
+        if watch is not None:
             async with watch.lock:
                 await self._push_if_changed(watch, record)

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.logging import get_logger
+from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import WorkflowInput, is_valid_id
 from imgproc_shared.resources import INCOMING_PREFIX, Queue, ResourceNames, execution_arn
 from imgproc_shared.s3_events import MalformedEvent, ObjectCreated, parse_s3_event
@@ -117,26 +118,9 @@ class Starter:
         queue_url = (await self.aws.sqs.get_queue_url(QueueName=self.names.queue(Queue.INGEST)))[
             "QueueUrl"
         ]
-        while not stopping.is_set():
-            receive = asyncio.create_task(
-                self.aws.sqs.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=self.settings.wait_time_s,
-                )
-            )
-            stop = asyncio.create_task(stopping.wait())
-            await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if not receive.done():
-                receive.cancel()
-                break
-            try:
-                messages = receive.result().get("Messages", [])
-            except ClientError as exc:
-                log.warning("receive failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
+        async for messages in receive_batches(
+            self.aws.sqs, queue_url, stopping, wait_time_s=self.settings.wait_time_s
+        ):
             done: list[dict[str, Any]] = []
             for message in messages:
                 try:
@@ -147,14 +131,7 @@ class Starter:
                     log.warning("malformed message", reason=str(exc), body=message["Body"][:200])
                 except Exception:
                     log.exception("start failed; the message will be retried")
-            if done:
-                await self.aws.sqs.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(done)
-                    ],
-                )
+            await delete_batch(self.aws.sqs, queue_url, done)
 
 
 async def resolve_state_machine_arn(aws: AwsClients, settings: Settings) -> str:

@@ -1,0 +1,57 @@
+"""Long-polling a queue until asked to stop: the loop the starter and the status API share.
+
+(Stage workers have their own loop in `worker/runtime.py`: theirs receives only as many
+messages as they have free slots.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imgproc_shared.logging import get_logger
+
+log = get_logger()
+
+_MAX_BATCH = 10  # SQS ReceiveMessage limit
+
+
+async def receive_batches(
+    sqs: Any, queue_url: str, stopping: asyncio.Event, *, wait_time_s: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Yield each non-empty batch until `stopping` is set (a poll in progress is abandoned:
+    what it may have taken becomes visible again after the visibility timeout)."""
+    while not stopping.is_set():
+        receive = asyncio.create_task(
+            sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=_MAX_BATCH, WaitTimeSeconds=wait_time_s
+            )
+        )
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not receive.done():
+            receive.cancel()
+            return
+        try:
+            messages: list[dict[str, Any]] = receive.result().get("Messages", [])
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("receive failed", queue_url=queue_url, error=str(exc))
+            await asyncio.sleep(1)  # back off from a failing endpoint before polling again
+            continue
+        if messages:
+            yield messages
+
+
+async def delete_batch(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
+    """Delete messages that were handled (at most one receive batch: 10)."""
+    if messages:
+        await sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ],
+        )
