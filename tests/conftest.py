@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,9 +35,12 @@ def embedded_aws() -> Iterator[EmbeddedAws]:
 
 
 def make_settings(endpoint_url: str, **overrides: Any) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
     values: dict[str, Any] = {
         "endpoint_url": endpoint_url,
-        "resource_prefix": f"t{uuid.uuid4().hex[:10]}",
+        "resource_prefix": prefix,
+        # Never a developer's own ~/.imgproc (a running `make up` records itself there).
+        "home": Path(tempfile.gettempdir()) / f"imgproc-test-{prefix}",
         "wait_time_s": 1,
         "heartbeat_interval_s": 1.0,
         "visibility_timeout_s": 10,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -540,3 +541,24 @@ async def test_queue_report_counts_visible_in_flight_and_dead_letters(api: ApiHa
         "dead_letter": 0,
         "workers": None,
     }
+
+    # With `imgproc up`'s scaler recording its workers, the view shows their counts.
+    workers_file = api.settings.workers_file
+    workers_file.parent.mkdir(parents=True, exist_ok=True)
+    workers_file.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "services": {
+                    "extractor": {"stage": "extract", "workers": 2},
+                    "thumbnailer": {"stage": "thumbnail", "workers": 1},
+                },
+            }
+        )
+    )
+    try:
+        report = (await api.client.get("/api/operators/queues", headers=headers)).json()
+    finally:
+        workers_file.unlink()
+    workers = {q["queue"]: q["workers"] for q in report["queues"]}
+    assert (workers["extract"], workers["thumbnail"], workers["tag"]) == (2, 1, None)

@@ -263,7 +263,7 @@ class LocalScaler:
 
 def workers_file(settings: Settings) -> Path:
     """Where a running `imgproc up` records its worker processes (beside `stack.json`)."""
-    return Path(settings.home) / "workers.json"
+    return settings.workers_file
 
 
 def write_workers_file(path: Path, state: dict[str, Any]) -> None:

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     def _upper_formats(cls, value: list[str]) -> list[str]:
         return [fmt.upper() for fmt in value]
 
+    @property
+    def workers_file(self) -> Path:
+        """Where a running `imgproc up` records its worker processes (read by the status API)."""
+        return Path(self.home) / "workers.json"
+
     def accepted_formats(self) -> list[str]:
         """Formats Validate lets through: MPO (multi-picture JPEG from cameras) counts as JPEG."""
         formats = list(self.supported_formats)

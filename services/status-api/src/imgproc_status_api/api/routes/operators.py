@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -28,7 +30,21 @@ async def _attributes(state: ApiState, name: str) -> dict[str, str]:
     return attributes
 
 
-async def _counts(state: ApiState, queue: Queue) -> QueueCounts:
+def _local_workers(state: ApiState) -> dict[str, int]:
+    """Worker processes per stage, as the local scaler of `imgproc up` records them; on AWS
+    (ECS counts its tasks) there is no such file and counts stay unknown."""
+    try:
+        recorded = json.loads(state.settings.workers_file.read_text())
+        os.kill(int(recorded["pid"]), 0)  # a file left by a stopped stack says nothing
+        return {
+            str(service["stage"]): int(service["workers"])
+            for service in recorded["services"].values()
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+async def _counts(state: ApiState, queue: Queue, workers: dict[str, int]) -> QueueCounts:
     main, dead = await asyncio.gather(
         _attributes(state, state.names.queue(queue)),
         _attributes(state, state.names.dead_letter_queue(queue)),
@@ -44,13 +60,13 @@ async def _counts(state: ApiState, queue: Queue) -> QueueCounts:
         in_flight=number(main, "ApproximateNumberOfMessagesNotVisible"),
         delayed=number(main, "ApproximateNumberOfMessagesDelayed"),
         dead_letter=number(dead, "ApproximateNumberOfMessages"),
-        # No worker registry exists yet: the scaler is the one that knows (left unknown here).
-        workers=None,
+        workers=workers.get(queue.value),
     )
 
 
 @router.get("/queues")
 async def queue_report(_: CurrentOperator, state: State) -> QueueReport:
     """Visible, in-flight, delayed and dead-letter counts for every queue."""
-    counts = await asyncio.gather(*(_counts(state, queue) for queue in Queue))
+    workers = _local_workers(state)
+    counts = await asyncio.gather(*(_counts(state, queue, workers) for queue in Queue))
     return QueueReport(queues=list(counts))
