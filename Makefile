@@ -37,7 +37,7 @@ typecheck:
 		services/status-api/src cli/src infra/src bench
 
 pytest:
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 test: install-dev lint typecheck pytest
 

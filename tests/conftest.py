@@ -98,16 +98,3 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield stack
     stack.stop()
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests for `pytest -n 2 --dist loadgroup`: every test that needs one of the
-    session-wide stacks runs on the same worker (so each stack starts once), and the rest stay
-    together by file (so module-scoped fixtures are set up once)."""
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next(
-            (name for name in ("local_stack", "fault_stack") if name in fixtures),
-            item.nodeid.split("::")[0],
-        )
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -23,13 +23,15 @@ from fault_stack import (
     kill,
     log_lines,
     photo,
-    queue_depths,
     service_pids,
     serving,
     upload_files,
     wait_queues_empty,
     wait_terminal,
 )
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.resources import Queue, ResourceNames
 
 from stack_process import RunningStack
 
@@ -39,6 +41,13 @@ STOP_TIMEOUT_S = float(FAST_RECOVERY_ENV["IMGPROC_STOP_TIMEOUT_S"])
 # Past the drain: cancelled handlers release their messages, then the clients close.
 EXIT_SLACK_S = 3.0
 QUEUES = {"extractor": "extract", "tagger": "tag", "thumbnailer": "thumbnail"}
+
+
+async def _held(aws: AwsClients, queue_url: str) -> int:
+    attributes = await aws.sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
 
 
 async def test_sigterm_while_holding_messages_loses_nothing(
@@ -54,13 +63,21 @@ async def test_sigterm_while_holding_messages_loses_nothing(
         while not [p for p in service_pids(up, WORKER_MODULES)[service] if serving(p)]:
             assert time.monotonic() < deadline, f"no {service} serving"
             await asyncio.sleep(0.2)
-        burst = [(f"term-{service}-{n}.jpg", photo(100 * number + n)) for n in range(12)]
-        uploaded = await upload_files(settings, burst, album_name=f"SIGTERM {service}")
-        uploaded_ids += [u.image_id for u in uploaded]
-        deadline = time.monotonic() + 60
-        while (await queue_depths(settings))[QUEUES[service]].in_flight == 0:
-            assert time.monotonic() < deadline, f"{service} never held a message"
-            await asyncio.sleep(0.05)
+        # Big enough photos that the burst takes the service a few seconds: the extractor reads
+        # headers only, and 12 small photos were gone before a poll could see them held.
+        burst = [
+            (f"term-{service}-{n}.jpg", photo(100 * number + n, size=(1600, 1200)))
+            for n in range(12)
+        ]
+        async with AwsClients(settings) as aws:
+            queue_name = ResourceNames.from_settings(settings).queue(Queue(QUEUES[service]))
+            queue_url = (await aws.sqs.get_queue_url(QueueName=queue_name))["QueueUrl"]
+            uploaded = await upload_files(settings, burst, album_name=f"SIGTERM {service}")
+            uploaded_ids += [u.image_id for u in uploaded]
+            deadline = time.monotonic() + 60
+            while await _held(aws, queue_url) == 0:
+                assert time.monotonic() < deadline, f"{service} never held a message"
+                await asyncio.sleep(0.02)
         pids = service_pids(up, WORKER_MODULES)[service]
         signalled = time.monotonic()
         for pid in pids:

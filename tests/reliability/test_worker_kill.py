@@ -10,6 +10,7 @@ to the old one is refused and dropped).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import signal
 import time
@@ -44,11 +45,14 @@ MAX_KILLS = 12
 
 
 async def _kill_workers(up_pid: int, stop: asyncio.Event, killed: list[tuple[str, int]]) -> None:
-    """SIGKILL one random worker process every KILL_EVERY_S until told to stop.
+    """SIGKILL one worker process every KILL_EVERY_S until told to stop.
 
     Only a worker that is serving is chosen: killing one still importing would test nothing.
     """
+    # Services in turn (a random pick could miss one when the load ends early), a random
+    # serving process of that service each time.
     chooser = random.Random(8)
+    services = itertools.cycle(sorted(set(WORKER_MODULES.values())))
     while not stop.is_set() and len(killed) < MAX_KILLS:
         try:
             await asyncio.wait_for(stop.wait(), KILL_EVERY_S)
@@ -56,14 +60,10 @@ async def _kill_workers(up_pid: int, stop: asyncio.Event, killed: list[tuple[str
             pass
         if stop.is_set():
             return
-        workers = [
-            (service, pid)
-            for service, pids in service_pids(up_pid, WORKER_MODULES).items()
-            for pid in pids
-            if serving(pid)
-        ]
-        if workers:
-            service, pid = chooser.choice(workers)
+        service = next(services)
+        pids = [p for p in service_pids(up_pid, WORKER_MODULES)[service] if serving(p)]
+        if pids:
+            pid = chooser.choice(pids)
             if kill(pid, signal.SIGKILL):
                 killed.append((service, pid))
 
