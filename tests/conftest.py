@@ -97,4 +97,3 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     stack = start_stack(tmp_path_factory.mktemp("imgproc-home"))
     yield stack
     stack.stop()
-
