@@ -12,10 +12,11 @@ from typing import Any
 import jwt
 import pytest
 import pytest_asyncio
-from api_harness import ApiHarness, bootstrapped_stack, running_api
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from imgproc_cli.embedded_aws import EmbeddedAws
+
+from api_harness import ApiHarness, bootstrapped_stack, running_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

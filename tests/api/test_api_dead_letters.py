@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
-from api_harness import ApiHarness, bootstrapped_stack, running_api
 
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.resources import Queue, ResourceNames
+
+from api_harness import ApiHarness, bootstrapped_stack, running_api
 
 
 @pytest_asyncio.fixture

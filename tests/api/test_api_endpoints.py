@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from api_harness import TEST_SECRET, ApiHarness, bootstrapped_stack, running_api
 
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.resources import Queue
 from imgproc_shared.settings import Settings
 from imgproc_status_api.auth import LocalTokens
+
+from api_harness import TEST_SECRET, ApiHarness, bootstrapped_stack, running_api
 
 JPEG_BYTES = b"\xff\xd8\xff\xe0" + b"not really a jpeg, the extractor decides" + b"\xff\xd9"
 

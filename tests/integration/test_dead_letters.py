@@ -18,57 +18,11 @@ from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.dead_letters import DeadLetters, parse_queue
-from imgproc_shared.models import (
-    ImageMetadata,
-    Label,
-    Rendition,
-    StageTask,
-    TagResult,
-    ThumbnailResult,
-)
 from imgproc_shared.resources import Queue, ResourceNames, Stage, incoming_key
 from imgproc_shared.settings import Settings
-from imgproc_shared.worker import WorkContext, Worker
-from imgproc_status_api.starter import Starter
 
 from conftest import eventually
-
-
-async def extract_ok(task: StageTask, ctx: WorkContext) -> ImageMetadata:
-    return ImageMetadata(format="JPEG", width=4, height=3, mode="RGB", bytes=1, sha256="0" * 64)
-
-
-async def tag_ok(task: StageTask, ctx: WorkContext) -> TagResult:
-    return TagResult(labels=[Label(name="Cat", confidence=97.5)], backend="stub")
-
-
-async def thumbnail_ok(task: StageTask, ctx: WorkContext) -> ThumbnailResult:
-    key = f"thumbnails/{task.image_id}/thumbnail.jpg"
-    return ThumbnailResult(
-        renditions=[Rendition(name="thumbnail", key=key, width=4, height=3, format="JPEG", bytes=1)]
-    )
-
-
-HANDLERS = {Stage.EXTRACT: extract_ok, Stage.TAG: tag_ok, Stage.THUMBNAIL: thumbnail_ok}
-
-
-@asynccontextmanager
-async def running(settings: Settings, aws: AwsClients) -> AsyncIterator[dict[Stage, Worker]]:
-    workers = {stage: Worker(stage, handler, settings) for stage, handler in HANDLERS.items()}
-    stopping = asyncio.Event()
-    assert settings.state_machine_arn
-    tasks = [asyncio.create_task(w.run()) for w in workers.values()]
-    tasks.append(
-        asyncio.create_task(Starter(aws, settings, settings.state_machine_arn).run(stopping))
-    )
-    try:
-        await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in workers.values())), 10)
-        yield workers
-    finally:
-        stopping.set()
-        for worker in workers.values():
-            worker.stop()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+from workflow_harness import pipeline, upload
 
 
 @asynccontextmanager
@@ -79,20 +33,6 @@ async def fresh_stack(
     async with AwsClients(settings) as aws:
         outputs = await bootstrap(aws, settings)
         yield settings.model_copy(update={"state_machine_arn": outputs["state_machine_arn"]}), aws
-
-
-async def upload(settings: Settings, aws: AwsClients, image_id: str) -> None:
-    names = ResourceNames.from_settings(settings)
-    key = incoming_key("alice", "album1", image_id, "jpg")
-    await Catalog(aws, names).record_upload(
-        image_id=image_id,
-        owner="alice",
-        album_id="album1",
-        bucket=names.bucket,
-        key=key,
-        file_name=f"{image_id}.jpg",
-    )
-    await aws.s3.put_object(Bucket=names.bucket, Key=key, Body=b"x")
 
 
 async def status_of(settings: Settings, aws: AwsClients, image_id: str, wanted: str) -> Any:
@@ -115,7 +55,7 @@ async def test_failed_image_lands_in_the_dlq_and_replay_brings_it_to_processed(
         aws,
     ):
         dead = DeadLetters(aws, settings)
-        async with running(settings, aws) as workers:
+        async with pipeline(settings, aws) as workers:
             await upload(settings, aws, "img-dlq")
             failed = await status_of(settings, aws, "img-dlq", "FAILED")
             assert failed["failed_stage"] == "thumbnail"

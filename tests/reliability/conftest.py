@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_stack import FAST_RECOVERY_ENV, MAX_UPLOAD_BYTES
 
+from fault_stack import FAST_RECOVERY_ENV, MAX_UPLOAD_BYTES
 from stack_process import RunningStack, start_stack
 
 

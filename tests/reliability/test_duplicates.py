@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.resources import Queue, ResourceNames, Topic
+from imgproc_shared.settings import Settings
+from imgproc_shared.worker.task_token import TaskToken
+
 from fault_stack import (
     duplicate_problems,
     error_lines,
@@ -28,12 +34,6 @@ from fault_stack import (
     wait_queues_empty,
     wait_terminal,
 )
-
-from imgproc_shared.aws import AwsClients
-from imgproc_shared.resources import Queue, ResourceNames, Topic
-from imgproc_shared.settings import Settings
-from imgproc_shared.worker.task_token import TaskToken
-
 from stack_process import RunningStack
 
 pytestmark = pytest.mark.e2e

@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.resources import Queue, ResourceNames
+
 from fault_stack import (
     FAST_RECOVERY_ENV,
     WORKER_MODULES,
@@ -29,10 +33,6 @@ from fault_stack import (
     wait_queues_empty,
     wait_terminal,
 )
-
-from imgproc_shared.aws import AwsClients
-from imgproc_shared.resources import Queue, ResourceNames
-
 from stack_process import RunningStack
 
 pytestmark = pytest.mark.e2e

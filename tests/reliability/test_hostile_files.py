@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from fault_stack import (
     MAX_UPLOAD_BYTES,
     WORKER_MODULES,
@@ -23,7 +24,6 @@ from fault_stack import (
     wait_terminal,
 )
 from hostile_files import hostile_files
-
 from stack_process import RunningStack
 
 pytestmark = pytest.mark.e2e

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.resources import Queue, ResourceNames
+from imgproc_shared.settings import Settings
+
 from fault_stack import (
     log_lines,
     photo,
@@ -25,11 +30,6 @@ from fault_stack import (
     wait_queues_empty,
     wait_terminal,
 )
-
-from imgproc_shared.aws import AwsClients
-from imgproc_shared.resources import Queue, ResourceNames
-from imgproc_shared.settings import Settings
-
 from stack_process import RunningStack
 
 pytestmark = pytest.mark.e2e

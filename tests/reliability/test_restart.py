@@ -15,6 +15,12 @@ import json
 from pathlib import Path
 
 import pytest
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.catalog import Catalog
+from imgproc_shared.resources import ResourceNames
+from imgproc_shared.settings import Settings
+
 from fault_stack import (
     FAST_RECOVERY_ENV,
     Uploaded,
@@ -28,12 +34,6 @@ from fault_stack import (
     wait_terminal,
     wait_until,
 )
-
-from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import Catalog
-from imgproc_shared.resources import ResourceNames
-from imgproc_shared.settings import Settings
-
 from stack_process import RunningStack, start_stack
 
 # Three starts of `up` (~10-25 s each on a loaded 2-core machine) and two batches of photos.

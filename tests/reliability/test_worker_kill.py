@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fault_stack import (
     WORKER_MODULES,
     duplicate_problems,
@@ -31,7 +32,6 @@ from fault_stack import (
     wait_queues_empty,
     wait_terminal,
 )
-
 from stack_process import RunningStack
 
 # The load takes ~1-2.5 min on a loaded 2-core machine; the stack may start in this test too.

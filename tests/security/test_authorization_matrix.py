@@ -19,6 +19,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+
+from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_shared.resources import Queue
+from imgproc_status_api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalTokens
+from imgproc_status_api.config import ApiSettings
+
 from security_harness import (
     AUTH_SECRET,
     ThreadedApi,
@@ -27,11 +33,6 @@ from security_harness import (
     stack_settings,
     threaded_api,
 )
-
-from imgproc_cli.embedded_aws import EmbeddedAws
-from imgproc_shared.resources import Queue
-from imgproc_status_api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalTokens
-from imgproc_status_api.config import ApiSettings
 
 PUBLIC_OPERATIONS = {("GET", "/healthz"), ("POST", "/api/auth/sign-in")}
 # Operator views are not owned by anyone (see test_dead_letters_do_not_show_other_users_images).

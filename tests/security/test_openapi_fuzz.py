@@ -26,12 +26,13 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation
-from security_harness import ThreadedApi, UserData, stack_settings, threaded_api, wait_for
 
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.settings import Settings
 from imgproc_status_api.app import create_app
 from imgproc_status_api.config import ApiSettings
+
+from security_harness import ThreadedApi, UserData, stack_settings, threaded_api, wait_for
 
 MAX_EXAMPLES = 20
 

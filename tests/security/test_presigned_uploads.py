@@ -24,10 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
-from security_harness import ThreadedApi, UserData, small_jpeg, stack_settings, threaded_api
 
 from imgproc_cli import uploads as cli_uploads
 from imgproc_cli.embedded_aws import EmbeddedAws
+
+from security_harness import ThreadedApi, UserData, small_jpeg, stack_settings, threaded_api
 
 EMBEDDED_SECRET_KEY = "testing"  # what AwsClients signs with on the embedded endpoint
 KEY = re.compile(

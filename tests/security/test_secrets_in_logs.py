@@ -28,13 +28,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from PIL import Image
-from security_harness import free_port, small_jpeg, stack_settings, wait_for
 
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 from imgproc_status_api.auth import LocalTokens
+
+from security_harness import free_port, small_jpeg, stack_settings, wait_for
 
 AUTH_SECRET = "log-test-signing-secret-7f3a9c1e5b2d4f6a8c0e"
 AWS_SECRET = "logtestAWSsecretKEY/9b8c7d6e5f4a3b2c1d0e9f8a"

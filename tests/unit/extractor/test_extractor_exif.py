@@ -7,12 +7,13 @@ import struct
 from typing import Any
 
 import pytest
-from extractor_samples import R, camera_exif, fixture_bytes, jpeg_bytes, png_chunk
 from PIL import ExifTags, Image, ImageFile
 
 from imgproc_extractor.exif import ExifFields, extract_fields, load_exif, xmp_orientation
 from imgproc_extractor.metadata import ImageFacts, ObjectBytes, describe
 from imgproc_shared.models import Gps
+
+from extractor_samples import R, camera_exif, fixture_bytes, jpeg_bytes, png_chunk
 
 MAX_PIXELS = 100_000_000
 

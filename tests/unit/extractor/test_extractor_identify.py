@@ -9,6 +9,14 @@ import struct
 import zipfile
 
 import pytest
+from PIL import Image
+
+from imgproc_extractor import jpeg
+from imgproc_extractor.content import looks_like
+from imgproc_extractor.handler import HEAD_BYTES, TAIL_BYTES
+from imgproc_extractor.metadata import ImageFacts, NeedWholeObject, ObjectBytes, describe
+from imgproc_shared.errors import CorruptImage, TooLarge
+
 from extractor_samples import (
     camera_exif,
     fixture_bytes,
@@ -17,13 +25,6 @@ from extractor_samples import (
     png_chunk,
     png_header_only,
 )
-from PIL import Image
-
-from imgproc_extractor import jpeg
-from imgproc_extractor.content import looks_like
-from imgproc_extractor.handler import HEAD_BYTES, TAIL_BYTES
-from imgproc_extractor.metadata import ImageFacts, NeedWholeObject, ObjectBytes, describe
-from imgproc_shared.errors import CorruptImage, TooLarge
 
 MAX_PIXELS = 100_000_000
 

@@ -1,0 +1,114 @@
+"""Stand-in handlers and a running starter + workers, for tests of the runtime and of what
+builds on it (dead-letter replay). The services have their own tests; these stand-ins keep the
+workflow fast and deterministic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from imgproc_shared.aws import AwsClients
+from imgproc_shared.catalog import Catalog
+from imgproc_shared.models import (
+    ImageMetadata,
+    Label,
+    Rendition,
+    StageTask,
+    TagResult,
+    ThumbnailResult,
+)
+from imgproc_shared.resources import ResourceNames, Stage, incoming_key
+from imgproc_shared.settings import Settings
+from imgproc_shared.worker import WorkContext, Worker
+from imgproc_status_api.starter import Starter
+
+from conftest import eventually
+
+Handler = Callable[[StageTask, WorkContext], Awaitable[Any]]
+
+
+async def extract_ok(task: StageTask, ctx: WorkContext) -> ImageMetadata:
+    data = await ctx.read_object(task.bucket, task.key)
+    return ImageMetadata(
+        format="JPEG", width=4, height=3, mode="RGB", bytes=len(data), sha256="0" * 64
+    )
+
+
+async def tag_ok(task: StageTask, ctx: WorkContext) -> TagResult:
+    return TagResult(
+        labels=[Label(name="Cat", confidence=97.5, parents=["Animal"])], backend="stub"
+    )
+
+
+async def thumbnail_ok(task: StageTask, ctx: WorkContext) -> ThumbnailResult:
+    key = f"thumbnails/{task.image_id}/thumbnail.jpg"
+    return ThumbnailResult(
+        renditions=[Rendition(name="thumbnail", key=key, width=4, height=3, format="JPEG", bytes=1)]
+    )
+
+
+@asynccontextmanager
+async def pipeline(
+    settings: Settings,
+    aws: AwsClients,
+    handlers: dict[Stage, Handler] | None = None,
+) -> AsyncIterator[dict[Stage, Worker]]:
+    """The starter and one worker per stage, running until the block ends."""
+    chosen = {Stage.EXTRACT: extract_ok, Stage.TAG: tag_ok, Stage.THUMBNAIL: thumbnail_ok}
+    chosen.update(handlers or {})
+    workers = {stage: Worker(stage, handler, settings) for stage, handler in chosen.items()}
+    stopping = asyncio.Event()
+    assert settings.state_machine_arn
+    tasks = [asyncio.create_task(w.run()) for w in workers.values()]
+    tasks.append(
+        asyncio.create_task(Starter(aws, settings, settings.state_machine_arn).run(stopping))
+    )
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in workers.values())), 10)
+        yield workers
+    finally:
+        stopping.set()
+        for worker in workers.values():
+            worker.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+async def upload(settings: Settings, aws: AwsClients, image_id: str, body: bytes = b"x") -> None:
+    names = ResourceNames.from_settings(settings)
+    key = incoming_key("alice", "album1", image_id, "jpg")
+    await Catalog(aws, names).record_upload(
+        image_id=image_id,
+        owner="alice",
+        album_id="album1",
+        bucket=names.bucket,
+        key=key,
+        file_name=f"{image_id}.jpg",
+    )
+    await aws.s3.put_object(Bucket=names.bucket, Key=key, Body=body)
+
+
+async def terminal(settings: Settings, aws: AwsClients, image_id: str, timeout: float = 30) -> Any:
+    catalog = Catalog(aws, ResourceNames.from_settings(settings))
+
+    async def check() -> Any:
+        record = await catalog.get_image(image_id)
+        return (
+            record if record and record["status"] in ("PROCESSED", "REJECTED", "FAILED") else None
+        )
+
+    return await eventually(check, timeout=timeout, what=f"{image_id} terminal")
+
+
+async def queue_depth(settings: Settings, aws: AwsClients, name: str) -> int:
+    url = (await aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+    attrs = (
+        await aws.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
