@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -97,3 +98,34 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     stack = start_stack(tmp_path_factory.mktemp("imgproc-home"))
     yield stack
     stack.stop()
+
+
+# Debian's Chromium (no browser download), as this machine's closed network needs it: without
+# the background-networking flags it keeps trying to reach Google's hosts.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright; installed from Debian's packages when missing."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        script = Path(__file__).parent / "browser" / "install_chromium.sh"
+        subprocess.run(["bash", str(script)], check=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()

@@ -4,32 +4,15 @@ messages of one queue, replay and purge buttons."""
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from imgproc_shared.resources import Queue, ResourceNames
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        subprocess.run(["bash", str(Path(__file__).with_name("install_chromium.sh"))], check=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"], headless=True
-        )
-        yield launched
-        launched.close()
 
 
 def _dead_letter(stack: Any, queue: Queue, image_id: str) -> None:

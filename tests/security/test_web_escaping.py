@@ -10,31 +10,16 @@ literally in the gallery card and in the detail view.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INSTALL_CHROMIUM = REPO_ROOT / "tests" / "browser" / "install_chromium.sh"
-CHROMIUM = Path("/usr/bin/chromium")
-# As tests/browser launches it.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PROCESSING_TIMEOUT_MS = 90_000
 # Generous: the machine running the suite may be busy.
 UI_TIMEOUT_MS = 15_000
@@ -47,18 +32,6 @@ LENS = "\"><svg onload=window.__xss='lens'></svg>&amp;"
 FILE_NAME = "<img src=x onerror=window.__xss='file'>&lt;b&gt;.jpg"
 # Elements that only exist in the page if a payload was parsed as HTML.
 INJECTED = "img[src='x'], svg, b, script:not([src]), [onerror], [onload]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        subprocess.run(["bash", str(INSTALL_CHROMIUM)], check=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        launched.close()
 
 
 def hostile_photo(target: Path) -> Path:

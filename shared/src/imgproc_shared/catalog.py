@@ -68,6 +68,18 @@ class Catalog:
         self.images_table = names.table(Table.IMAGES)
         self.albums_table = names.table(Table.ALBUMS)
 
+    async def _update_image_if(self, image_id: str, **update: Any) -> bool:
+        """One UpdateItem on an image with a ConditionExpression; False when it does not hold."""
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.images_table, Key={"image_id": {"S": image_id}}, **update
+            )
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
     async def get_image(self, image_id: str) -> dict[str, Any] | None:
         response = await self.aws.dynamodb.get_item(
             TableName=self.images_table, Key={"image_id": {"S": image_id}}, ConsistentRead=True
@@ -121,41 +133,35 @@ class Catalog:
 
         False when the image is already past UPLOADING (a duplicate S3 event).
         """
-        try:
-            await self.aws.dynamodb.update_item(
-                TableName=self.images_table,
-                Key={"image_id": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :processing, #arn = :arn, #started = :now, "
-                    + ", ".join(f"#{a} = if_not_exists(#{a}, :{a})" for a in _FIRST_SEEN)
-                ),
-                ConditionExpression="attribute_not_exists(image_id) OR #status = :uploading",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#arn": "execution_arn",
-                    "#started": "started_at",
-                    **{f"#{a}": a for a in _FIRST_SEEN},
-                },
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":processing": ImageStatus.PROCESSING.value,
-                        ":uploading": ImageStatus.UPLOADING.value,
-                        ":arn": execution_arn,
-                        ":now": now_iso(),
-                        ":owner": owner,
-                        ":album_id": album_id,
-                        ":bucket": bucket,
-                        ":key": key,
-                        ":uploaded_at": now_iso(),
-                        ":file_name": key.rsplit("/", 1)[-1],
-                    }
-                ),
-            )
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        now = now_iso()
+        return await self._update_image_if(
+            image_id,
+            UpdateExpression=(
+                "SET #status = :processing, #arn = :arn, #started = :now, "
+                + ", ".join(f"#{a} = if_not_exists(#{a}, :{a})" for a in _FIRST_SEEN)
+            ),
+            ConditionExpression="attribute_not_exists(image_id) OR #status = :uploading",
+            ExpressionAttributeNames={
+                "#status": "status",
+                "#arn": "execution_arn",
+                "#started": "started_at",
+                **{f"#{a}": a for a in _FIRST_SEEN},
+            },
+            ExpressionAttributeValues=to_item(
+                {
+                    ":processing": ImageStatus.PROCESSING.value,
+                    ":uploading": ImageStatus.UPLOADING.value,
+                    ":arn": execution_arn,
+                    ":now": now,
+                    ":owner": owner,
+                    ":album_id": album_id,
+                    ":bucket": bucket,
+                    ":key": key,
+                    ":uploaded_at": now,
+                    ":file_name": key.rsplit("/", 1)[-1],
+                }
+            ),
+        )
 
     async def mark_rerun(self, image_id: str, *, execution_arn: str, previous_reruns: int) -> bool:
         """FAILED → PROCESSING for a new execution (a dead-letter replay re-runs the image).
@@ -163,78 +169,59 @@ class Catalog:
         Clears the failure and points `execution_arn` at the new execution. False when the
         image is not FAILED or another re-run counted first (the `reruns` counter guards it).
         """
-        try:
-            await self.aws.dynamodb.update_item(
-                TableName=self.images_table,
-                Key={"image_id": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :processing, execution_arn = :arn, reruns = :reruns, "
-                    "started_at = :now REMOVE error_code, error_message, failed_stage, finished_at"
-                ),
-                ConditionExpression=(
-                    "#status = :failed AND (attribute_not_exists(reruns) OR reruns = :previous)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":processing": ImageStatus.PROCESSING.value,
-                        ":failed": ImageStatus.FAILED.value,
-                        ":arn": execution_arn,
-                        ":reruns": previous_reruns + 1,
-                        ":previous": previous_reruns,
-                        ":now": now_iso(),
-                    }
-                ),
-            )
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return await self._update_image_if(
+            image_id,
+            UpdateExpression=(
+                "SET #status = :processing, execution_arn = :arn, reruns = :reruns, "
+                "started_at = :now REMOVE error_code, error_message, failed_stage, finished_at"
+            ),
+            ConditionExpression=(
+                "#status = :failed AND (attribute_not_exists(reruns) OR reruns = :previous)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_item(
+                {
+                    ":processing": ImageStatus.PROCESSING.value,
+                    ":failed": ImageStatus.FAILED.value,
+                    ":arn": execution_arn,
+                    ":reruns": previous_reruns + 1,
+                    ":previous": previous_reruns,
+                    ":now": now_iso(),
+                }
+            ),
+        )
 
     async def undo_rerun(self, image_id: str, *, execution_arn: str, cause: str) -> None:
         """Back to FAILED when a re-run's execution could not be started."""
-        try:
-            await self.aws.dynamodb.update_item(
-                TableName=self.images_table,
-                Key={"image_id": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :failed, error_code = :code, error_message = :cause, "
-                    "finished_at = :now"
-                ),
-                ConditionExpression="#status = :processing AND execution_arn = :arn",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":failed": ImageStatus.FAILED.value,
-                        ":processing": ImageStatus.PROCESSING.value,
-                        ":arn": execution_arn,
-                        ":code": "ImageProc.RerunNotStarted",
-                        ":cause": cause,
-                        ":now": now_iso(),
-                    }
-                ),
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        await self._update_image_if(
+            image_id,
+            UpdateExpression=(
+                "SET #status = :failed, error_code = :code, error_message = :cause, "
+                "finished_at = :now"
+            ),
+            ConditionExpression="#status = :processing AND execution_arn = :arn",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_item(
+                {
+                    ":failed": ImageStatus.FAILED.value,
+                    ":processing": ImageStatus.PROCESSING.value,
+                    ":arn": execution_arn,
+                    ":code": "ImageProc.RerunNotStarted",
+                    ":cause": cause,
+                    ":now": now_iso(),
+                }
+            ),
+        )
 
     async def record_stage(self, image_id: str, stage: str, progress: dict[str, Any]) -> bool:
         """Write one stage's progress (started, finished, error); False if the image is unknown."""
-        try:
-            await self.aws.dynamodb.update_item(
-                TableName=self.images_table,
-                Key={"image_id": {"S": image_id}},
-                UpdateExpression="SET #stage = :progress",
-                ConditionExpression="attribute_exists(image_id)",
-                ExpressionAttributeNames={"#stage": f"stage_{stage}"},
-                ExpressionAttributeValues={":progress": _serializer.serialize(progress)},
-            )
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return await self._update_image_if(
+            image_id,
+            UpdateExpression="SET #stage = :progress",
+            ConditionExpression="attribute_exists(image_id)",
+            ExpressionAttributeNames={"#stage": f"stage_{stage}"},
+            ExpressionAttributeValues={":progress": _serializer.serialize(progress)},
+        )
 
     async def put_album(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:
         values = {"album_id": album_id, "owner": owner, "name": name, "created_at": now_iso()}
