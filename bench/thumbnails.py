@@ -7,7 +7,11 @@ For each photo, interleaved in one run (so a noisy neighbour hits every path ali
 - ours_thumb: the same without the preview (thumbnail 256 + placeholder);
 - naive:     full decode, `ImageOps.exif_transpose`, LANCZOS resize to 1280 and 256, encode;
 - thumbnail: Pillow's `Image.thumbnail()` defaults (1280 then 256), encode;
-- floor:     the decode alone: 1/8-scale draft for JPEG, full decode for anything else.
+- floor:     the decode alone: 1/8-scale draft for JPEG, full decode for anything else;
+- floor_preview: the decode the largest rendition needs: the JPEG draft scale that still
+              covers the 1280 px preview (what any correct preview must at least decode), full
+              decode for anything else. `ours/fl_prev` says how far ours is from that limit,
+              as `ours/floor` does from the thumbnail's.
 
 Times are CPU seconds of one thread (`time.thread_time`): images/s per core is 1 / time. Peak
 memory is measured per path in a fresh subprocess: peak RSS (VmHWM) minus the RSS after imports.
@@ -32,12 +36,12 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from imgproc_thumbnailer.renditions import RenditionSpec, render
+from imgproc_thumbnailer.renditions import RenditionSpec, fit_within, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_PHOTOS = REPO_ROOT.parent / "shared" / "corpus" / "photos"
 SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
-PATHS = ("ours", "ours_thumb", "naive", "thumbnail", "floor")
+PATHS = ("ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview")
 SUFFIXES = {".jpg", ".jpeg", ".png", ".mpo"}
 QUALITY = 80
 
@@ -99,12 +103,22 @@ def run_floor(data: bytes) -> None:
     image.load()
 
 
+def run_floor_preview(data: bytes) -> None:
+    """The decode a correct largest rendition needs: draft only as far as it still covers it."""
+    image = Image.open(io.BytesIO(data))
+    if image.format in ("JPEG", "MPO"):
+        largest = max(spec.long_edge for spec in SPECS)
+        image.draft("RGB", fit_within(image.width, image.height, largest))
+    image.load()
+
+
 RUNNERS: dict[str, Callable[[bytes], None]] = {
     "ours": run_ours,
     "ours_thumb": run_ours_thumb,
     "naive": run_naive,
     "thumbnail": run_thumbnail,
     "floor": run_floor,
+    "floor_preview": run_floor_preview,
 }
 
 
@@ -167,6 +181,7 @@ def bench_photo(photo: Path, repeat: int, memory: bool) -> dict[str, Any]:
         "median_ms": median_ms,
         "naive_over_ours": round(median_ms["naive"] / ours, 2),
         "ours_over_floor": round(ours / median_ms["floor"], 2),
+        "ours_over_floor_preview": round(ours / median_ms["floor_preview"], 2),
         "ours_thumb_over_floor": round(median_ms["ours_thumb"] / median_ms["floor"], 2),
         "naive_over_ours_thumb": round(median_ms["naive"] / median_ms["ours_thumb"], 2),
         "ours_over_thumbnail": round(ours / median_ms["thumbnail"], 2),
@@ -196,8 +211,9 @@ def generated_photos(directory: Path) -> list[Path]:
 def _table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'naive':>7} "
-        f"{'thumb()':>7} {'floor':>6} {'naive/ours':>10} {'ours/floor':>10} {'o_th/floor':>10} "
-        f"{'ours/thumb()':>12} {'img/s/core':>10} {'peak MB above idle':>30}"
+        f"{'thumb()':>7} {'floor':>6} {'fl_prev':>7} {'naive/ours':>10} {'ours/floor':>10} "
+        f"{'ours/fl_prev':>12} {'o_th/floor':>10} {'ours/thumb()':>12} {'img/s/core':>10} "
+        f"{'peak MB above idle':>36}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -207,9 +223,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{row['file'][:40]:40} {row['format']:16} {row['megapixels']:>5} "
             f"{ms['ours']:>6} {ms['ours_thumb']:>7} {ms['naive']:>7} {ms['thumbnail']:>7} "
-            f"{ms['floor']:>6} {row['naive_over_ours']:>10} {row['ours_over_floor']:>10} "
+            f"{ms['floor']:>6} {ms['floor_preview']:>7} {row['naive_over_ours']:>10} "
+            f"{row['ours_over_floor']:>10} {row['ours_over_floor_preview']:>12} "
             f"{row['ours_thumb_over_floor']:>10} {row['ours_over_thumbnail']:>12} "
-            f"{row['images_per_s_per_core']:>10} {peaks:>30}"
+            f"{row['images_per_s_per_core']:>10} {peaks:>36}"
         )
     lines.append(f"peak MB above idle, per path: {'/'.join(PATHS)}")
     return "\n".join(lines)

@@ -103,6 +103,10 @@ async def test_executions_sharing_a_program_keep_their_own_retries_and_callbacks
     settings_factory: Any,
 ) -> None:
     settings: Settings = settings_factory()
+    assert settings.endpoint_url
+    in_process_before = _count(
+        _stats(settings.endpoint_url), "served_in_process", "sqs", "SendMessage"
+    )
     program_hits = moto_speedups.program_cache_stats["hits"]
     token_hits = moto_speedups.token_index_stats["hits"]
     jsonpath_before = moto_speedups.jsonpath_cache_info()
@@ -196,6 +200,10 @@ async def test_executions_sharing_a_program_keep_their_own_retries_and_callbacks
     jsonpath_after = moto_speedups.jsonpath_cache_info()
     assert jsonpath_before is not None and jsonpath_after is not None
     assert jsonpath_after.hits > jsonpath_before.hits
+    # Each execution's task message (3 first tries + x2's retries) was sent in process, and
+    # counted as the SendMessage it is, yet reached the queue the worker loop above reads.
+    stats = _stats(settings.endpoint_url)
+    assert _count(stats, "served_in_process", "sqs", "SendMessage") - in_process_before >= 3
 
 
 def _stats(endpoint_url: str) -> dict[str, Any]:

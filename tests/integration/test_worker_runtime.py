@@ -205,7 +205,11 @@ async def test_stop_drains_in_flight_work_and_loses_nothing(stack: Any) -> None:
         for w in others.values():
             w.stop()
         await asyncio.gather(rerun, *background)
-    assert drained + second.counters["succeeded"] == 3
+    # At least once, not exactly once: a long poll cut short by the stop may already have
+    # taken a message, which returns only after its visibility timeout; on a loaded machine the
+    # task's heartbeat (10 s here) can run out first and the workflow retries it with a new
+    # message. AWS then refuses the late answer to the old one; moto 5.2.5 accepts it.
+    assert drained + second.counters["succeeded"] >= 3
 
 
 async def test_a_transient_failure_is_retried_with_a_fresh_token(stack: Any) -> None:

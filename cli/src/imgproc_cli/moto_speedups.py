@@ -12,10 +12,20 @@ moto computes:
 - JSONPath: every `InputPath`, `ResultPath` and `.$` parameter re-parsed its path with
   jsonpath-ng's (PLY) parser on every use; parsed paths are immutable and now memoized;
 - a new boto3 client per service task: clients are cached per (region, service);
+- service tasks over HTTP: each DynamoDB/SNS/SQS call a state makes went from the interpreter's
+  boto3 client through a socket back into this same server (botocore serializing and signing,
+  werkzeug parsing, a thread per connection), about a sixth of the endpoint's CPU in a load test.
+  Those clients now hand the request to moto's own in-process dispatcher (the one `mock_aws`
+  uses), which runs the same backend code; each call is still counted as the API call it is;
 - request dispatch: finding the backend for a request's host listed moto's package directory
   and stat-ed each of its ~200 entries, under the dispatcher's global lock, on every request;
   the answer for a host never changes and is now remembered;
 - the per-request access log (a formatted line on `up`'s stdout for every API call) is off;
+- clocks and class introspection: `unix_time()` built two datetimes per call (~11 us) and SQS
+  asks it two or three times per message held in a queue on every send, receive and attribute
+  read; it is now `time.time()` when no datetime is given (the same number). Dispatching a
+  request listed the handler class's methods with `inspect.getmembers` each time; that list is
+  now computed once per class;
 - `SendTaskSuccess/Failure/Heartbeat` scanned every execution of every state machine for the
   token, so each callback cost more the longer the server lived; the execution that issued a
   token is now indexed by the token (falling back to the scan for tokens not in the index).
@@ -40,7 +50,7 @@ import sys
 import threading
 import time
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -77,9 +87,11 @@ def install(*, speedups: bool | None = None) -> list[str]:
             ("program_cache", _patch_program_cache),
             ("jsonpath_cache", _patch_jsonpath_cache),
             ("client_cache", patch_client_per_task),
+            ("in_process_service_tasks", _patch_in_process_service_tasks),
             ("token_index", _patch_token_index),
             ("backend_lookup_cache", _patch_backend_lookup),
             ("quiet_request_log", _quiet_request_log),
+            ("hot_path_helpers", _patch_hot_path_helpers),
         ]
     with _install_lock:
         for name, patch in patches:
@@ -93,6 +105,7 @@ def install(*, speedups: bool | None = None) -> list[str]:
 
 _program_cache: dict[str, Any] = {}
 _program_lock = threading.Lock()
+_parse_lock = threading.Lock()
 program_cache_stats: Counter[str] = Counter()
 
 
@@ -109,12 +122,20 @@ def _patch_program_cache() -> None:
             if program is not None:
                 program_cache_stats["hits"] += 1
                 return program
-        # Parse outside the lock: a second thread parsing the same definition wastes work but
-        # both get the first tree stored.
-        program = AmazonStateLanguageParser.parse(definition)[0]
-        with _program_lock:
-            program_cache_stats["misses"] += 1
-            return _program_cache.setdefault(definition, program)
+        # One parse per definition: executions started in a burst wait for the first parse
+        # instead of each parsing the same text again (definitions are few; one lock will do).
+        with _parse_lock:
+            with _program_lock:
+                program = _program_cache.get(definition)
+            if program is not None:
+                with _program_lock:
+                    program_cache_stats["hits"] += 1
+                return program
+            program = AmazonStateLanguageParser.parse(definition)[0]
+            with _program_lock:
+                program_cache_stats["misses"] += 1
+                _program_cache[definition] = program
+            return program
 
     ExecutionWorker._get_evaluation_entrypoint = get_evaluation_entrypoint  # type: ignore[method-assign]
 
@@ -159,6 +180,10 @@ def jsonpath_cache_info() -> Any:
 # --- boto3 clients of service tasks -----------------------------------------------------------
 
 
+# What makes a service task's client: moto's own (HTTP to this server) unless replaced.
+_client_factory: list[Callable[..., Any]] = []
+
+
 def patch_client_per_task() -> None:
     """Cache the interpreter's boto3 clients per (region, service) instead of one per task."""
     from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
@@ -166,6 +191,7 @@ def patch_client_per_task() -> None:
     original = boto_client_module.boto_client_for
     if getattr(original, "_imgproc_cached", False):
         return
+    _client_factory[:] = [original]
     cache: dict[tuple[str, str], Any] = {}
     lock = threading.Lock()
 
@@ -173,7 +199,7 @@ def patch_client_per_task() -> None:
         key = (region, service)
         with lock:
             if key not in cache:
-                cache[key] = original(region, service, state_credentials)
+                cache[key] = _client_factory[0](region, service, state_credentials)
             return cache[key]
 
     cached_boto_client_for._imgproc_cached = True  # type: ignore[attr-defined]
@@ -182,6 +208,52 @@ def patch_client_per_task() -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
             setattr(module, "boto_client_for", cached_boto_client_for)  # noqa: B010
+
+
+def _patch_in_process_service_tasks() -> None:
+    """Serve the interpreter's service-task calls in process instead of over loopback HTTP."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    patch_client_per_task()  # the in-process clients are made once per (region, service) too
+    stubber = BotocoreStubber()
+    stubber.enabled = True
+
+    def dispatch(event_name: str, request: Any, **kwargs: Any) -> Any:
+        # "before-send.<service>.<Operation>": count it like a request the server received.
+        _, service, action = [*event_name.split("."), "", ""][:3]
+        cpu_before = time.thread_time()
+        response = stubber(event_name, request, **kwargs)
+        cpu = time.thread_time() - cpu_before
+        with _requests_lock:
+            _requests[(service, action)] += 1
+            _served_in_process[(service, action)] += 1
+            _request_cpu_s[(service, action)] += cpu
+        return response
+
+    def in_process_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        client: Any = boto3.client(
+            service_name=service,  # type: ignore[call-overload]
+            region_name=region,
+            aws_access_key_id="ak",
+            aws_secret_access_key="sk",
+            # No endpoint_url: the request carries the AWS host, which is what moto's
+            # dispatcher matches on; nothing leaves the process.
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                # Never leaves the process: nothing to sign (moto takes the default account
+                # from an unsigned request, the same one the "ak" key maps to).
+                signature_version=UNSIGNED,
+            ),
+        )
+        client.meta.events.register("before-send", dispatch)
+        return client
+
+    _client_factory[0] = in_process_client
 
 
 # --- task tokens ------------------------------------------------------------------------------
@@ -284,6 +356,39 @@ def _patch_backend_lookup() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
+def _patch_hot_path_helpers() -> None:
+    import moto.core.responses
+    import moto.core.utils as moto_utils
+
+    # Import the backends that call these helpers, so the rebinding below reaches them.
+    import moto.dynamodb.models
+    import moto.s3.models
+    import moto.sns.models
+    import moto.sqs.models
+    import moto.stepfunctions.models  # noqa: F401
+
+    original_unix_time = moto_utils.unix_time
+    original_unix_time_millis = moto_utils.unix_time_millis
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else original_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else original_unix_time_millis(dt)
+
+    methods = functools.cache(moto_utils.method_names_from_class)
+    replacements: dict[int, Callable[..., Any]] = {
+        id(original_unix_time): unix_time,
+        id(original_unix_time_millis): unix_time_millis,
+        id(moto_utils.method_names_from_class): methods,
+    }
+    # Modules that imported a helper by name keep their own reference: rebind those too.
+    for module in [m for name, m in list(sys.modules.items()) if name.startswith("moto")]:
+        for attribute, value in list(vars(module).items()):
+            if id(value) in replacements:
+                setattr(module, attribute, replacements[id(value)])
+
+
 def _quiet_request_log() -> None:
     import logging
 
@@ -296,6 +401,9 @@ LOCAL_ORIGIN_HEADER = "X-Imgproc-Local-Origin"
 _LOCAL_ORIGIN_ENVIRON = "HTTP_X_IMGPROC_LOCAL_ORIGIN"
 _requests: Counter[tuple[str, str]] = Counter()
 _housekeeping: Counter[tuple[str, str]] = Counter()
+_served_in_process: Counter[tuple[str, str]] = Counter()  # part of _requests, not over HTTP
+# CPU seconds in moto's handlers, by action (HTTP and in-process requests).
+_request_cpu_s: defaultdict[tuple[str, str], float] = defaultdict(float)
 _requests_lock = threading.Lock()
 _counting_since = time.time()
 
@@ -305,19 +413,23 @@ def request_counts() -> dict[str, Any]:
     with _requests_lock:
         snapshot = dict(_requests)
         housekeeping = dict(_housekeeping)
+        in_process = dict(_served_in_process)
+        cpu = {key: round(value, 4) for key, value in _request_cpu_s.items()}
     return {
         "since": _counting_since,
         "total": sum(snapshot.values()),
         "requests": _by_service(snapshot),
         "housekeeping_requests": _by_service(housekeeping),
+        "served_in_process": _by_service(in_process),
+        "request_cpu_s": _by_service(cpu),
         "speedups": sorted(_installed - _MEASUREMENT),
         "program_cache": dict(program_cache_stats),
         "token_index": dict(token_index_stats),
     }
 
 
-def _by_service(counts: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
-    by_service: dict[str, dict[str, int]] = {}
+def _by_service(counts: dict[tuple[str, str], Any]) -> dict[str, dict[str, Any]]:
+    by_service: dict[str, dict[str, Any]] = {}
     for (service, action), count in sorted(counts.items()):
         by_service.setdefault(service, {})[action] = count
     return by_service
@@ -381,14 +493,22 @@ def _patch_request_counter() -> None:
                 "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             )
             return [body]
-        if not path.startswith("/moto-api"):
-            query = parse_qs(str(environ.get("QUERY_STRING", "")))
-            service = _service_of(environ, query)
-            key = (service, _action_of(environ, service, query))
-            counter = _housekeeping if _LOCAL_ORIGIN_ENVIRON in environ else _requests
-            with _requests_lock:
-                counter[key] += 1
+        if path.startswith("/moto-api"):
+            moto_api: Iterable[bytes] = original_call(self, environ, start_response)
+            return moto_api
+        cpu_before = time.thread_time()
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        service = _service_of(environ, query)
+        key = (service, _action_of(environ, service, query))
+        local = _LOCAL_ORIGIN_ENVIRON in environ
         result: Iterable[bytes] = original_call(self, environ, start_response)
+        # CPU of this request's thread in the application (parsing, backend, serializing):
+        # where the endpoint's time goes, by action (the HTTP server's own share is not in it).
+        cpu = time.thread_time() - cpu_before
+        with _requests_lock:
+            (_housekeeping if local else _requests)[key] += 1
+            if not local:
+                _request_cpu_s[key] += cpu
         return result
 
     DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]

@@ -22,7 +22,7 @@ from types import FrameType
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_cli.embedded_aws import start_embedded_aws
 from imgproc_cli.local_stack import LocalStack, read_stack, remove_stack, write_stack
-from imgproc_cli.persistence import SNAPSHOT_INTERVAL_S, StateStore
+from imgproc_cli.persistence import SNAPSHOT_INTERVAL_S, Snapshots, StateStore
 from imgproc_cli.scaler import (
     WORKER_SERVICES,
     LocalScaler,
@@ -110,11 +110,15 @@ class Snapshotter:
 
     It shares the process (and the GIL) with the embedded endpoint, so it never takes more than
     about a sixth of the time: the pause after a snapshot is at least five times its duration.
+    With the endpoint in this process (`in_process`), it reads moto's backends directly and
+    skips the periodic snapshot while nothing changed (`persistence.Snapshots`); the clients
+    are for the fallback over the API.
     """
 
-    def __init__(self, store: StateStore, settings: Settings) -> None:
+    def __init__(self, store: StateStore, settings: Settings, *, in_process: bool = True) -> None:
         self.store = store
         self.settings = settings
+        self.snapshots = Snapshots(store, settings, in_process=in_process)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
 
@@ -136,12 +140,13 @@ class Snapshotter:
                 await self._snapshot(aws)
                 pause = max(SNAPSHOT_INTERVAL_S, 5 * (time.monotonic() - started))
                 if await asyncio.to_thread(self._stopping.wait, pause):
-                    await self._snapshot(aws)
+                    await self._snapshot(aws, final=True)
                     return
 
-    async def _snapshot(self, aws: AwsClients) -> None:
+    async def _snapshot(self, aws: AwsClients, *, final: bool = False) -> None:
         try:
-            await self.store.snapshot(aws, self.settings)
+            # The last one is always taken: it is what a clean stop promises.
+            await self.snapshots.take(aws, force=final)
         except Exception as exc:  # a failed snapshot must never stop the stack
             print(f"warning: snapshot to {self.store.root} failed: {exc!r}", file=sys.stderr)
 
@@ -260,7 +265,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "Stop: press Ctrl-C.",
             flush=True,
         )
-        snapshots = Snapshotter(store, local)
+        # The endpoint runs in this process: snapshots read its backends directly.
+        snapshots = Snapshotter(store, local, in_process=True)
         snapshots.start()
         while True:
             time.sleep(0.5)

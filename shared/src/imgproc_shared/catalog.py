@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +88,16 @@ class Catalog:
         item = response.get("Item")
         return from_item(item) if item else None
 
+    async def image_exists(self, image_id: str) -> bool:
+        """Whether the image has a record (reads its key only, not the whole record)."""
+        response = await self.aws.dynamodb.get_item(
+            TableName=self.images_table,
+            Key={"image_id": {"S": image_id}},
+            ConsistentRead=True,
+            ProjectionExpression="image_id",
+        )
+        return "Item" in response
+
     async def record_upload(
         self,
         *,
@@ -128,19 +139,24 @@ class Catalog:
         bucket: str,
         key: str,
         execution_arn: str,
+        recorded_only: bool = False,
     ) -> bool:
         """UPLOADING (or unknown, for objects put straight into S3) → PROCESSING.
 
-        False when the image is already past UPLOADING (a duplicate S3 event).
+        False when the image is already past UPLOADING (a duplicate S3 event), or, with
+        `recorded_only`, when it has no record yet.
         """
         now = now_iso()
+        condition = "#status = :uploading"
+        if not recorded_only:
+            condition = "attribute_not_exists(image_id) OR " + condition
         return await self._update_image_if(
             image_id,
             UpdateExpression=(
                 "SET #status = :processing, #arn = :arn, #started = :now, "
                 + ", ".join(f"#{a} = if_not_exists(#{a}, :{a})" for a in _FIRST_SEEN)
             ),
-            ConditionExpression="attribute_not_exists(image_id) OR #status = :uploading",
+            ConditionExpression=condition,
             ExpressionAttributeNames={
                 "#status": "status",
                 "#arn": "execution_arn",
@@ -345,14 +361,26 @@ class Catalog:
             position = (images[-1]["uploaded_at"], images[-1]["image_id"])
         return images, position
 
-    async def get_images(self, image_ids: list[str]) -> list[dict[str, Any]]:
-        """Several image records at once (unknown ids are left out)."""
+    async def get_images(
+        self, image_ids: list[str], attributes: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Several image records at once (unknown ids are left out); only `attributes` of
+        each when given (a poll for status need not carry every record's metadata)."""
         records: list[dict[str, Any]] = []
+        projection: dict[str, Any] = {}
+        if attributes:
+            names = {f"#a{i}": name for i, name in enumerate(attributes)}
+            projection = {
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
         for start in range(0, len(image_ids), 100):
             keys: list[dict[str, Any]] = [
                 {"image_id": {"S": image_id}} for image_id in image_ids[start : start + 100]
             ]
-            request: dict[str, Any] = {self.images_table: {"Keys": keys, "ConsistentRead": True}}
+            request: dict[str, Any] = {
+                self.images_table: {"Keys": keys, "ConsistentRead": True, **projection}
+            }
             while request:
                 response = await self.aws.dynamodb.batch_get_item(RequestItems=request)
                 found = response.get("Responses", {}).get(self.images_table, [])

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=20.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     wait_time_s: int = Field(default=20, ge=0, le=20)
+    # A stage still running after this long writes a "started" note (the client shows it
+    # running); quicker stages only write their finish: one DynamoDB write per stage, not two.
+    stage_started_note_s: float = Field(default=1.0, ge=0)
+    # Answered messages are deleted in batches (up to 10) at most this long after the first.
+    delete_linger_s: float = Field(default=0.5, ge=0)
 
     # Workflow limits, rendered into the state machine definition.
     # Step Functions starts a callback task's heartbeat clock when it sends the message, so time

@@ -8,8 +8,11 @@ import pytest
 from PIL import Image, ImageStat
 
 from imgproc_thumbnailer.thumbhash import (
+    _lpq_opaque,
+    _lpqa,
     decode_placeholder,
     encode_placeholder,
+    image_to_thumbhash,
     rgba_to_thumbhash,
     thumbhash_to_approximate_aspect_ratio,
     thumbhash_to_average_rgba,
@@ -46,6 +49,26 @@ def test_encoder_matches_an_independent_implementation(
     w: int, h: int, alpha: bool, expected: str
 ) -> None:
     assert rgba_to_thumbhash(w, h, _noise(w, h, alpha)).hex() == expected
+
+
+@pytest.mark.parametrize(("w", "h"), [(32, 18), (7, 33), (1, 1)])
+def test_the_opaque_shortcut_is_the_reference_arithmetic(w: int, h: int) -> None:
+    rgba = _noise(w, h, alpha=False)
+    has_alpha, lum, p, q, _ = _lpqa(rgba, w * h)
+    assert not has_alpha
+    assert _lpq_opaque(rgba) == (lum, p, q)  # the same floats, bit for bit
+
+
+def test_rgb_hashes_as_its_rgba_form_unless_a_colour_is_transparent() -> None:
+    size = (256, 171)
+    noise = Image.effect_noise(size, 60)
+    image = Image.merge("RGB", (noise, Image.linear_gradient("L").resize(size), noise))
+    assert image_to_thumbhash(image) == image_to_thumbhash(image.convert("RGBA"))
+    keyed = Image.new("RGB", size, (200, 30, 40))
+    keyed.paste((0, 0, 0), (0, 0, 128, 171))
+    keyed.info["transparency"] = (0, 0, 0)
+    _, _, _, alpha = thumbhash_to_average_rgba(image_to_thumbhash(keyed))
+    assert 0.3 < alpha < 0.7
 
 
 @pytest.mark.parametrize("colour", [(200, 30, 40), (20, 120, 220), (128, 128, 128)])

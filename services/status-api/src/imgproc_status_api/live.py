@@ -239,6 +239,12 @@ class AlbumEvents:
 
     async def _announced(self, body: str) -> None:
         event = StatusEvent.model_validate_json(body)
+        if event.album_id is not None and event.album_id not in self._watches:
+            # Nobody watches its album: only make sure the image exists (else it is poison),
+            # without reading the whole record.
+            if not await self.catalog.image_exists(event.image_id):
+                raise ValueError(f"announcement for an unknown image {event.image_id}")
+            return
         record = await self.catalog.get_image(event.image_id)
         if record is None:
             # A poison message: left for the dead-letter queue like any other.

@@ -8,8 +8,12 @@ A service is configured, not subclassed: it gives a stage and a handler, a plain
 - CPU work goes to a thread pool (`ctx.run_cpu`), so the event loop keeps polling and beating;
 - while a message is worked on, its visibility is extended and its task token heartbeats;
 - success → SendTaskSuccess; a named `TaskError` → SendTaskFailure(error, cause); either way the
-  message is deleted only after the answer. A token that is already over (a duplicate message,
-  a retried task) is dropped quietly;
+  message is deleted only after the answer (in batches: `DeleteMessageBatch` of the messages
+  answered within `delete_linger_s`). A token that is already over (a duplicate message, a
+  retried task) is dropped quietly;
+- the stage's progress is one catalog write when it ends; a stage still running after
+  `stage_started_note_s` also writes when it started, so the client can show it running. The
+  write is conditional on the image: a task for an unknown image is malformed;
 - an unexpected exception releases the message with a backoff so it is tried again; on its last
   receive the task is failed with the cause and the message is left for the dead-letter queue;
 - a malformed message (not JSON, wrong schema, unknown image) is logged with its reason and left
@@ -91,6 +95,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._log = get_logger(stage=stage.value)
+        self._deletions: _Deletions | None = None
         self.ready = asyncio.Event()
 
     def stop(self) -> None:
@@ -108,6 +113,9 @@ class Worker:
                 queue_name = self.names.queue(STAGE_QUEUES[self.stage])
                 queue_url = (await aws.sqs.get_queue_url(QueueName=queue_name))["QueueUrl"]
                 catalog = Catalog(aws, self.names)
+                self._deletions = _Deletions(
+                    aws.sqs, queue_url, self.settings.delete_linger_s, self._log
+                )
                 self._log.info(
                     "worker started",
                     queue=queue_name,
@@ -119,6 +127,7 @@ class Worker:
                     await self._poll(ctx, catalog, queue_url)
                 finally:
                     await self._drain()
+                    await self._deletions.close()
         self._log.info(
             "worker stopped",
             **{k: v for k, v in sorted(self.counters.items())},
@@ -218,13 +227,21 @@ class Worker:
     ) -> None:
         token = TaskToken(ctx.aws.stepfunctions, task.task_token)
         started_at, started = now_iso(), time.monotonic()
-        if not await catalog.record_stage(
-            task.image_id, self.stage.value, {"started_at": started_at}
-        ):
+        note = _StartedNote(
+            catalog, task.image_id, self.stage.value, started_at, self.settings.stage_started_note_s
+        )
+
+        async def finished(error: dict[str, str] | None) -> bool:
+            """Record the stage's end; False (and the message left for the DLQ) if the image
+            is unknown."""
+            await note.settle()
+            progress = _progress(started_at, started, error)
+            if await catalog.record_stage(task.image_id, self.stage.value, progress):
+                return True
             self.counters["unknown_image"] += 1
             log.warning("malformed message", reason="unknown image id")
             await self._release(ctx, queue_url, receipt, delay=2)
-            return
+            return False
 
         log.info("task started")
         work: asyncio.Task[BaseModel] = asyncio.create_task(self._call_handler(task, ctx))
@@ -237,9 +254,8 @@ class Worker:
             finally:
                 keep_alive.cancel()
             output = result.model_dump(mode="json")
-            await catalog.record_stage(
-                task.image_id, self.stage.value, _progress(started_at, started, None)
-            )
+            if not await finished(None):
+                return
             if await token.succeed(output):
                 self.counters["succeeded"] += 1
                 log.info("task succeeded", duration_ms=_ms(started))
@@ -248,17 +264,15 @@ class Worker:
                 log.info("task already over; result dropped", duration_ms=_ms(started))
             await self._delete(ctx, queue_url, receipt)
         except errors.TaskError as exc:
-            await catalog.record_stage(
-                task.image_id,
-                self.stage.value,
-                _progress(started_at, started, {"code": exc.error, "message": exc.cause}),
-            )
+            if not await finished({"code": exc.error, "message": exc.cause}):
+                return
             answered = await token.fail(exc.error, exc.cause)
             self.counters["rejected" if exc.error in errors.REJECTIONS else "failed"] += 1
             log.info("task failed", error=exc.error, cause=exc.cause, answered=answered)
             await self._delete(ctx, queue_url, receipt)
         except asyncio.CancelledError:
             work.cancel()
+            await note.settle()
             if _stale(keep_alive):
                 self.counters["stale_token"] += 1
                 log.info("task already over; work abandoned")
@@ -271,18 +285,16 @@ class Worker:
             raise
         except Exception as exc:
             if _stale(keep_alive):
+                await note.settle()
                 self.counters["stale_token"] += 1
                 log.info("task already over; work abandoned")
                 await self._delete(ctx, queue_url, receipt)
                 return
-            self.counters["errored"] += 1
             cause = f"{type(exc).__name__}: {exc}"
+            if not await finished({"code": errors.STAGE_FAILED, "message": cause}):
+                return
+            self.counters["errored"] += 1
             log.error("task errored", cause=cause, last_try=last_try, exc_info=True)
-            await catalog.record_stage(
-                task.image_id,
-                self.stage.value,
-                _progress(started_at, started, {"code": errors.STAGE_FAILED, "message": cause}),
-            )
             if last_try:
                 # No more tries: tell the workflow now; the message moves to the DLQ on its
                 # next receive, where an operator can replay it.
@@ -321,12 +333,93 @@ class Worker:
                 log.warning("keep-alive failed", error=str(exc))
 
     async def _delete(self, ctx: WorkContext, queue_url: str, receipt: str) -> None:
-        try:
+        if self._deletions is None:  # not running (a handler test calling in directly)
             await ctx.aws.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+            return
+        self._deletions.add(receipt)
+
+
+class _StartedNote:
+    """Writes a stage's "started" progress only if the stage is still running after `delay_s`."""
+
+    def __init__(
+        self, catalog: Catalog, image_id: str, stage: str, started_at: str, delay_s: float
+    ) -> None:
+        self._write: asyncio.Task[bool] | None = None
+        self._timer = asyncio.get_running_loop().call_later(
+            delay_s, self._fire, catalog, image_id, stage, started_at
+        )
+
+    def _fire(self, catalog: Catalog, image_id: str, stage: str, started_at: str) -> None:
+        self._write = asyncio.create_task(
+            catalog.record_stage(image_id, stage, {"started_at": started_at})
+        )
+
+    async def settle(self) -> None:
+        """No note from now on; one already being written lands before whatever comes next."""
+        self._timer.cancel()
+        if self._write is not None:
+            await asyncio.gather(self._write, return_exceptions=True)
+
+
+class _Deletions:
+    """Answered messages, deleted in batches of up to 10 at most `linger_s` after the first.
+
+    Deleting later than the answer is safe: until it is deleted a message stays invisible
+    (its visibility timeout is far longer), and if this process dies first the message comes
+    back with a token that is already answered, which the next worker drops as stale.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str, linger_s: float, log: Any) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._linger_s = linger_s
+        self._log = log
+        self._pending: list[str] = []
+        self._timer: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, receipt: str) -> None:
+        self._pending.append(receipt)
+        if len(self._pending) >= _MAX_BATCH:
+            self._send_now()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._send_later())
+
+    async def _send_later(self) -> None:
+        await asyncio.sleep(self._linger_s)
+        self._timer = None
+        self._send_now()
+
+    def _send_now(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            task = asyncio.create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, receipts: list[str]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)]
+        try:
+            response = await self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url, Entries=entries
+            )
         except ClientError as exc:
-            # The message returns after its visibility timeout; its token is already answered,
-            # so the next delivery is dropped as stale.
-            self._log.warning("delete failed", error=str(exc))
+            # The messages return after their visibility timeout; their tokens are already
+            # answered, so the next delivery is dropped as stale.
+            self._log.warning("delete failed", error=str(exc), messages=len(receipts))
+            return
+        for failure in response.get("Failed", []):
+            self._log.warning("delete failed", error=failure.get("Message"))
+
+    async def close(self) -> None:
+        """Delete everything still pending now (the worker is stopping)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._send_now()
+        if self._sending:
+            await asyncio.wait(self._sending)
 
 
 def _stale(keep_alive: asyncio.Task[bool]) -> bool:
