@@ -212,7 +212,7 @@ def test_state_machine_runs_the_definition_the_local_stack_runs(synthesized: Syn
     )
     expected = build_definition(placeholders, workflow_limits(synthesized.settings))
     assert rendered == expected
-    assert len(happy_path_states(rendered)) == 8
+    assert len(happy_path_states(rendered)) == 7
 
 
 def test_infra_renders_the_same_workflow_limits_as_the_local_bootstrap(

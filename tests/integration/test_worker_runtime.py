@@ -16,6 +16,7 @@ from typing import Any
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
+from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import (
     ImageMetadata,
     StageTask,
@@ -52,6 +53,29 @@ async def test_image_is_processed_and_every_message_is_deleted(stack: Any) -> No
     names = ResourceNames.from_settings(settings)
     for queue in (Queue.EXTRACT, Queue.TAG, Queue.THUMBNAIL, Queue.INGEST):
         assert await queue_depth(settings, aws, names.queue(queue)) == 0, queue
+
+
+async def test_metadata_is_on_the_record_while_the_other_stages_run(stack: Any) -> None:
+    settings, aws, _ = stack
+    catalog = Catalog(aws, ResourceNames.from_settings(settings))
+    release = asyncio.Event()
+
+    async def held_tag(task: StageTask, ctx: WorkContext) -> TagResult:
+        await release.wait()  # the tag stage runs until the test has looked
+        return await tag_ok(task, ctx)
+
+    async def with_metadata() -> Any:
+        record = await catalog.get_image("img-early")
+        return record if record and record.get("metadata") else None
+
+    async with pipeline(settings, aws, {Stage.TAG: held_tag}):
+        await upload(settings, aws, "img-early")
+        early = await eventually(with_metadata, timeout=30, what="metadata before the tags")
+        release.set()
+        record = await terminal(settings, aws, "img-early")
+    assert early["status"] == "PROCESSING" and "tags" not in early
+    assert early["metadata"] == record["metadata"]
+    assert record["metadata"]["format"] == "JPEG" and record["status"] == "PROCESSED"
 
 
 async def test_long_work_keeps_its_message_and_its_task_alive(

@@ -18,13 +18,13 @@ TARGETS = WorkflowTargets(
 )
 
 
-def test_happy_path_is_eight_transitions() -> None:
+def test_happy_path_is_seven_transitions() -> None:
+    # No StoreMetadata state: the extract worker stores the metadata with its progress.
     path = happy_path_states(build_definition(TARGETS))
     assert path == [
         "Extract",
         "Validate",
         "Process",
-        "StoreMetadata",
         "Tag",
         "Thumbnail",
         "StoreResults",
@@ -69,7 +69,7 @@ def test_rejection_ends_in_not_supported_image_type() -> None:
 def test_stage_branches_publish_on_validated_with_a_stage_attribute() -> None:
     process = build_definition(TARGETS)["States"]["Process"]
     stages = []
-    for branch in process["Branches"][1:]:
+    for branch in process["Branches"]:
         task = branch["States"][branch["StartAt"]]
         assert task["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"
         assert task["Parameters"]["TopicArn"] == "arn:validated"
@@ -79,6 +79,6 @@ def test_stage_branches_publish_on_validated_with_a_stage_attribute() -> None:
         assert failed["Parameters"]["ExpressionAttributeValues"][":stage"]["S"] == stages[-1]
     assert stages == ["tag", "thumbnail"]
     assert process["ResultSelector"] == {
-        "tags.$": "States.ArrayGetItem($, 1)",
-        "thumbnails.$": "States.ArrayGetItem($, 2)",
+        "tags.$": "States.ArrayGetItem($, 0)",
+        "thumbnails.$": "States.ArrayGetItem($, 1)",
     }

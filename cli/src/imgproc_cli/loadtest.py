@@ -6,6 +6,11 @@ upload to terminal status, time per stage and between stages, lost images and du
 executions (both must be 0), AWS API calls and state transitions per image, and an estimated
 AWS cost per 1,000 images at list prices.
 
+It learns that an image is terminal from the workflow's own announcements on the `stored` topic,
+through a queue of its own subscribed for the run (deleted at the end): polling every image's
+record would load the endpoint it measures (at 2 polls a second, a tenth of its CPU). Where it
+cannot subscribe, it polls the records instead.
+
 Against the local stack the API calls are counted by the embedded endpoint itself
 (`/_imgproc/stats`, see `moto_speedups`) and the workers' CPU time is read from /proc for the
 services `imgproc up` started; against AWS both come from a model of one image's calls.
@@ -33,20 +38,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.exceptions import ClientError
+
 from imgproc_cli.local_stack import read_stack, target_settings
 from imgproc_cli.uploads import UsageError, _album_id, _extension
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import STAGE_ORDER, Catalog
 from imgproc_shared.models import ImageStatus
-from imgproc_shared.resources import ResourceNames, incoming_key
+from imgproc_shared.resources import ResourceNames, Topic, incoming_key
 from imgproc_shared.settings import Settings
 
 LOADTEST_USER = "loadtest"
 STATS_PATH = "/_imgproc/stats"  # served by the embedded endpoint (moto_speedups)
-# How often the client polls its images' statuses. Each poll reads every image in flight and
-# the endpoint it measures serves those reads too: at 0.25 s they cost a tenth of its CPU.
-# Latencies come from the records' own times, so only the client's wall clock is this coarse.
+# How often the client polls its images' statuses when it cannot listen to the announcements,
+# and, as a safety net, when it can. Latencies come from the records' own times.
 _POLL_INTERVAL_S = 0.5
+_SAFETY_POLL_INTERVAL_S = 5.0
 _HISTORY_SAMPLE = 50  # executions whose history is read to count state transitions
 _GENERATED_VARIANTS = 4
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".mpo"}
@@ -343,17 +350,18 @@ def modelled_requests(images: int, stages: int = 3) -> dict[str, dict[str, int]]
 
     Upload: the record and the object. Starter: a receive and a batched delete per message at
     worst, the PROCESSING write, the start. Workflow: the extract message, the tag and thumbnail
-    publishes, metadata and results writes, the announcement. Each stage: a receive, started
-    and finished writes, the object read, the answer and the delete; the thumbnailer writes its
-    renditions (two). The status consumer: a receive and a delete.
+    publishes, the results write, the announcement. Each stage at worst: a receive, its finished
+    write (the extractor's carries the metadata; a stage over `stage_started_note_s` also
+    writes when it started), the object read (the extractor: a HEAD and the head and tail of a
+    large object), the answer and a batched delete; the thumbnailer writes its renditions
+    (two). The status consumer: a receive, an existence read and a batched delete.
     """
     per_image = {
-        "dynamodb": {"PutItem": 1, "UpdateItem": 1 + 2 + 2 * stages},
-        "s3": {"PutObject": 1 + 2, "GetObject": stages},
+        "dynamodb": {"PutItem": 1, "UpdateItem": 1 + 1 + stages, "GetItem": 1},
+        "s3": {"PutObject": 1 + 2, "GetObject": stages + 1, "HeadObject": 1},
         "sqs": {
             "ReceiveMessage": 1 + stages + 1,
-            "DeleteMessageBatch": 1,
-            "DeleteMessage": stages + 1,
+            "DeleteMessageBatch": 1 + stages + 1,
             "SendMessage": 1,
         },
         "sns": {"Publish": 3},
@@ -561,6 +569,109 @@ class _Run:
     waiters: dict[str, asyncio.Event] = field(default_factory=dict)
     next_index: int = 0
     poll_calls: int = 0
+    own_requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # the listener's
+
+    def ended(self, image_id: str, record: dict[str, Any]) -> None:
+        if image_id in self.terminal or image_id not in self.uploaded:
+            return
+        self.terminal[image_id] = record
+        self.observed[image_id] = time.monotonic() - self.uploaded[image_id]
+        self.waiters[image_id].set()
+
+
+class _Listener:
+    """The workflow's terminal announcements (`stored` topic), through a queue of the run's own."""
+
+    def __init__(self, aws: AwsClients, queue_url: str, subscription_arn: str) -> None:
+        self.aws = aws
+        self.queue_url = queue_url
+        self.subscription_arn = subscription_arn
+
+    @classmethod
+    async def open(cls, aws: AwsClients, names: ResourceNames) -> _Listener | None:
+        """Subscribe a new queue to `stored`; None (the caller polls) where that is refused."""
+        queue_url: str | None = None
+        try:
+            topic_arn = await _topic_arn(aws, names.topic(Topic.STORED))
+            if topic_arn is None:
+                return None
+            queue_name = f"{names.prefix}-loadtest-{uuid.uuid4().hex[:12]}"
+            queue_url = (await aws.sqs.create_queue(QueueName=queue_name))["QueueUrl"]
+            queue_arn = (
+                await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+            )["Attributes"]["QueueArn"]
+            # On AWS the topic may only deliver to a queue whose policy lets it.
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "sns.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": queue_arn,
+                        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                    }
+                ],
+            }
+            await aws.sqs.set_queue_attributes(
+                QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)}
+            )
+            subscription = await aws.sns.subscribe(
+                TopicArn=topic_arn,
+                Protocol="sqs",
+                Endpoint=queue_arn,
+                Attributes={"RawMessageDelivery": "true"},
+                ReturnSubscriptionArn=True,
+            )
+            return cls(aws, queue_url, subscription["SubscriptionArn"])
+        except ClientError as exc:
+            print(f"warning: cannot listen to announcements ({exc}); polling", file=sys.stderr)
+            if queue_url is not None:
+                await aws.sqs.delete_queue(QueueUrl=queue_url)
+            return None
+
+    async def run(self, run: _Run, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            response = await self.aws.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            run.own_requests[("sqs", "ReceiveMessage")] += 1
+            messages = response.get("Messages", [])
+            for message in messages:
+                try:
+                    event = json.loads(message["Body"])
+                    status = ImageStatus(event["status"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # not an announcement of ours; deleted below all the same
+                if status.terminal:
+                    run.ended(str(event.get("image_id")), {"status": status.value})
+            if messages:
+                await self.aws.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
+                )
+                run.own_requests[("sqs", "DeleteMessageBatch")] += 1
+
+    async def close(self) -> None:
+        try:
+            await self.aws.sns.unsubscribe(SubscriptionArn=self.subscription_arn)
+        finally:
+            await self.aws.sqs.delete_queue(QueueUrl=self.queue_url)
+
+
+async def _topic_arn(aws: AwsClients, name: str) -> str | None:
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = await aws.sns.list_topics(**kwargs)
+        for topic in page.get("Topics", []):
+            if str(topic["TopicArn"]).rsplit(":", 1)[-1] == name:
+                return str(topic["TopicArn"])
+        if not page.get("NextToken"):
+            return None
+        kwargs["NextToken"] = page["NextToken"]
 
 
 async def _upload_one(
@@ -600,22 +711,28 @@ async def _uploader(
             pass  # counted as lost unless it turns terminal before the end
 
 
-async def _poller(run: _Run, catalog: Catalog, progress: Progress, stop: asyncio.Event) -> None:
+async def _poller(
+    run: _Run,
+    catalog: Catalog,
+    progress: Progress,
+    stop: asyncio.Event,
+    interval_s: float = _POLL_INTERVAL_S,
+) -> None:
+    """Poll the records of the images in flight; with a listener, only as a safety net (and
+    for the progress bar, which it updates every `_POLL_INTERVAL_S`)."""
+    last_poll = -math.inf
     while not stop.is_set():
         pending = [i for i in run.uploaded if i not in run.terminal]
-        if pending:
+        if pending and time.monotonic() - last_poll >= interval_s:
+            last_poll = time.monotonic()
             # Poll the status alone; read the whole record once, when it is terminal.
             run.poll_calls += math.ceil(len(pending) / 100)
             polled = await catalog.get_images(pending, attributes=("image_id", "status"))
-            now = time.monotonic()
             ended = [r["image_id"] for r in polled if ImageStatus(r["status"]).terminal]
             if ended:
                 run.poll_calls += math.ceil(len(ended) / 100)
                 for record in await catalog.get_images(ended):
-                    image_id = record["image_id"]
-                    run.terminal[image_id] = record
-                    run.observed[image_id] = now - run.uploaded[image_id]
-                    run.waiters[image_id].set()
+                    run.ended(record["image_id"], record)
         progress.update(len(run.terminal), len(run.uploaded) - len(run.terminal))
         try:
             await asyncio.wait_for(stop.wait(), _POLL_INTERVAL_S)
@@ -700,11 +817,24 @@ async def loadtest(
     async with AwsClients(settings) as aws:
         catalog = Catalog(aws, names)
         album = await _album_id(catalog, aws, LOADTEST_USER, "loadtest")
+        listener = await _Listener.open(aws, names)
         stats_before = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
         cpu_before = process_cpu(local_pid) if local_pid else (None, {})
         started = time.monotonic()
         stop = asyncio.Event()
-        poller = asyncio.create_task(_poller(run, catalog, progress, stop))
+        watchers = [
+            asyncio.create_task(
+                _poller(
+                    run,
+                    catalog,
+                    progress,
+                    stop,
+                    _SAFETY_POLL_INTERVAL_S if listener else _POLL_INTERVAL_S,
+                )
+            )
+        ]
+        if listener is not None:
+            watchers.append(asyncio.create_task(listener.run(run, stop)))
         uploaders = [
             asyncio.create_task(_uploader(run, aws, catalog, names, album))
             for _ in range(min(concurrency, images))
@@ -713,11 +843,13 @@ async def loadtest(
             await asyncio.gather(*uploaders)
         finally:
             stop.set()
-            await poller
+            await asyncio.gather(*watchers, return_exceptions=True)
         wall_s = time.monotonic() - started
         progress.update(len(run.terminal), len(run.uploaded) - len(run.terminal), final=True)
         stats_after = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
         cpu_after = process_cpu(local_pid) if local_pid else (None, {})
+        if listener is not None:
+            await listener.close()
 
         records = {r["image_id"]: r for r in await catalog.get_images(list(run.uploaded))}
         outcomes = [
@@ -737,13 +869,15 @@ async def loadtest(
 
     if stats_before is not None and stats_after is not None:
         requests = subtract_requests(stats_after["requests"], stats_before["requests"])
-        # The load test's own status polls are not part of what an image costs.
-        batch_gets = requests.get("dynamodb", {}).get("BatchGetItem", 0) - run.poll_calls
-        if "dynamodb" in requests:
-            if batch_gets > 0:
-                requests["dynamodb"]["BatchGetItem"] = batch_gets
-            else:
-                requests["dynamodb"].pop("BatchGetItem", None)
+        # The load test's own status polls and listening are not part of what an image costs.
+        own = Counter(run.own_requests)
+        own[("dynamodb", "BatchGetItem")] += run.poll_calls
+        for (service, action), count in own.items():
+            left = requests.get(service, {}).get(action, 0) - count
+            if left > 0:
+                requests[service][action] = left
+            elif service in requests:
+                requests[service].pop(action, None)
         source = "counted by the embedded endpoint"
     else:
         requests = modelled_requests(images)

@@ -25,7 +25,7 @@ moto computes:
   asks it two or three times per message held in a queue on every send, receive and attribute
   read; it is now `time.time()` when no datetime is given (the same number). Dispatching a
   request listed the handler class's methods with `inspect.getmembers` each time; that list is
-  now computed once per class;
+  now computed once per class; an update expression is parsed once per distinct string;
 - `SendTaskSuccess/Failure/Heartbeat` scanned every execution of every state machine for the
   token, so each callback cost more the longer the server lived; the execution that issued a
   token is now indexed by the token (falling back to the scan for tokens not in the index).
@@ -58,6 +58,7 @@ from urllib.parse import parse_qs
 STATS_PATH = "/_imgproc/stats"
 SPEEDUPS_ENV = "IMGPROC_MOTO_SPEEDUPS"
 _JSONPATH_CACHE_SIZE = 4096
+_EXPRESSION_CACHE_SIZE = 1024
 
 _installed: set[str] = set()
 # Installed either way: measurement, and a fix; not speedups.
@@ -387,6 +388,19 @@ def _patch_hot_path_helpers() -> None:
         for attribute, value in list(vars(module).items()):
             if id(value) in replacements:
                 setattr(module, attribute, replacements[id(value)])
+
+    # An UpdateItem parsed its update expression twice (request check, then the update); the
+    # tree is only read (the validator works on its own deep copy), so one parse per string.
+    from moto.dynamodb.parsing import expressions
+
+    parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]
+    parse = parser.make.__func__
+
+    @functools.lru_cache(maxsize=_EXPRESSION_CACHE_SIZE)
+    def parsed(cls: Any, expression: str) -> Any:
+        return parse(cls, expression)
+
+    parser.make = classmethod(parsed)  # type: ignore[arg-type]
 
 
 def _quiet_request_log() -> None:

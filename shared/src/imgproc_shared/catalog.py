@@ -229,14 +229,29 @@ class Catalog:
             ),
         )
 
-    async def record_stage(self, image_id: str, stage: str, progress: dict[str, Any]) -> bool:
-        """Write one stage's progress (started, finished, error); False if the image is unknown."""
+    async def record_stage(
+        self,
+        image_id: str,
+        stage: str,
+        progress: dict[str, Any],
+        results: dict[str, Any] | None = None,
+    ) -> bool:
+        """Write one stage's progress (started, finished, error), and `results` (attributes
+        stored as JSON, like `metadata`) in the same write; False if the image is unknown."""
+        names = {"#stage": f"stage_{stage}"}
+        values = {":progress": _serializer.serialize(progress)}
+        assignments = ["#stage = :progress"]
+        for i, (name, value) in enumerate((results or {}).items()):
+            assert name in JSON_ATTRIBUTES, name
+            names[f"#r{i}"] = name
+            values[f":r{i}"] = {"S": json.dumps(value, separators=(",", ":"))}
+            assignments.append(f"#r{i} = :r{i}")
         return await self._update_image_if(
             image_id,
-            UpdateExpression="SET #stage = :progress",
+            UpdateExpression="SET " + ", ".join(assignments),
             ConditionExpression="attribute_exists(image_id)",
-            ExpressionAttributeNames={"#stage": f"stage_{stage}"},
-            ExpressionAttributeValues={":progress": _serializer.serialize(progress)},
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
         )
 
     async def put_album(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:

@@ -52,6 +52,10 @@ T = TypeVar("T")
 Handler = Callable[[StageTask, "WorkContext"], Coroutine[Any, Any, BaseModel]]
 
 _MAX_BATCH = 10  # SQS ReceiveMessage limit
+# Stages whose result the worker stores itself, with its progress, under this attribute: the
+# metadata is wanted as soon as it is known (the workflow stores tags and renditions together,
+# when both are in).
+STORED_RESULTS: dict[Stage, str] = {Stage.EXTRACT: "metadata"}
 
 
 @dataclass
@@ -231,12 +235,16 @@ class Worker:
             catalog, task.image_id, self.stage.value, started_at, self.settings.stage_started_note_s
         )
 
-        async def finished(error: dict[str, str] | None) -> bool:
-            """Record the stage's end; False (and the message left for the DLQ) if the image
-            is unknown."""
+        async def finished(
+            error: dict[str, str] | None, output: dict[str, Any] | None = None
+        ) -> bool:
+            """Record the stage's end (and its result, for `STORED_RESULTS`); False (and the
+            message left for the DLQ) if the image is unknown."""
             await note.settle()
             progress = _progress(started_at, started, error)
-            if await catalog.record_stage(task.image_id, self.stage.value, progress):
+            attribute = STORED_RESULTS.get(self.stage)
+            results = {attribute: output} if attribute and output is not None else None
+            if await catalog.record_stage(task.image_id, self.stage.value, progress, results):
                 return True
             self.counters["unknown_image"] += 1
             log.warning("malformed message", reason="unknown image id")
@@ -254,7 +262,7 @@ class Worker:
             finally:
                 keep_alive.cancel()
             output = result.model_dump(mode="json")
-            if not await finished(None):
+            if not await finished(None, output):
                 return
             if await token.succeed(output):
                 self.counters["succeeded"] += 1
@@ -412,14 +420,18 @@ class _Deletions:
         for failure in response.get("Failed", []):
             self._log.warning("delete failed", error=failure.get("Message"))
 
-    async def close(self) -> None:
-        """Delete everything still pending now (the worker is stopping)."""
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Delete everything still pending now (the worker is stopping), waiting at most
+        `timeout_s`: with the endpoint gone (`up` killed) the retries would hold the exit, and
+        an undeleted answered message is only dropped as stale when it comes back."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._send_now()
         if self._sending:
-            await asyncio.wait(self._sending)
+            _, late = await asyncio.wait(self._sending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
 
 
 def _stale(keep_alive: asyncio.Task[bool]) -> bool:
