@@ -20,10 +20,16 @@ _MAX_BATCH = 10  # SQS ReceiveMessage limit
 
 
 async def receive_batches(
-    sqs: Any, queue_url: str, stopping: asyncio.Event, *, wait_time_s: int
+    sqs: Any,
+    queue_url: str,
+    stopping: asyncio.Event,
+    *,
+    wait_time_s: int,
+    pause_s: float = 0.0,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Yield each non-empty batch until `stopping` is set (a poll in progress is abandoned:
-    what it may have taken becomes visible again after the visibility timeout)."""
+    what it may have taken becomes visible again after the visibility timeout). After a batch
+    that was not full, wait `pause_s` before the next poll, so that it finds several."""
     while not stopping.is_set():
         receive = asyncio.create_task(
             sqs.receive_message(
@@ -44,6 +50,11 @@ async def receive_batches(
             continue
         if messages:
             yield messages
+            if len(messages) < _MAX_BATCH and pause_s > 0 and not stopping.is_set():
+                try:
+                    await asyncio.wait_for(stopping.wait(), pause_s)
+                except TimeoutError:
+                    pass
 
 
 async def delete_batch(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:

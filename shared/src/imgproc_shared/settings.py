@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     stage_started_note_s: float = Field(default=1.0, ge=0)
     # Answered messages are deleted in batches (up to 10) at most this long after the first.
     delete_linger_s: float = Field(default=0.5, ge=0)
+    # After a receive that returned messages but not a full batch, wait this long before the
+    # next one, so that it finds several: a long poll returns as soon as one message is there.
+    receive_pause_s: float = Field(default=0.1, ge=0, le=5)
 
     # Workflow limits, rendered into the state machine definition.
     # Step Functions starts a callback task's heartbeat clock when it sends the message, so time

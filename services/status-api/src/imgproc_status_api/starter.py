@@ -126,7 +126,11 @@ class Starter:
             "QueueUrl"
         ]
         async for messages in receive_batches(
-            self.aws.sqs, queue_url, stopping, wait_time_s=self.settings.wait_time_s
+            self.aws.sqs,
+            queue_url,
+            stopping,
+            wait_time_s=self.settings.wait_time_s,
+            pause_s=self.settings.receive_pause_s,
         ):
             # The images of one batch are independent: start them concurrently.
             handled = await asyncio.gather(*(self._handle_message(m) for m in messages))

@@ -169,10 +169,13 @@ class Worker:
                     self._log.warning("receive failed", error=str(exc))
                     await asyncio.sleep(1)  # back off from a failing endpoint before polling again
                     continue
-                for message in response.get("Messages", []):
+                messages = response.get("Messages", [])
+                for message in messages:
                     task = asyncio.create_task(self._handle(ctx, catalog, queue_url, message))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
+                if 0 < len(messages) < min(free, _MAX_BATCH):
+                    await _pause(self._stopping, self.settings.receive_pause_s)
         finally:
             stopping.cancel()
 
@@ -432,6 +435,15 @@ class _Deletions:
             _, late = await asyncio.wait(self._sending, timeout=timeout_s)
             for task in late:
                 task.cancel()
+
+
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if stopping."""
+    if seconds > 0 and not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), seconds)
+        except TimeoutError:
+            pass
 
 
 def _stale(keep_alive: asyncio.Task[bool]) -> bool:
