@@ -6,13 +6,9 @@ tables or executions, while one moto server (started once per session) serves th
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import tempfile
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +20,9 @@ from imgproc_cli.embedded_aws import EmbeddedAws, start_embedded_aws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 
-FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(Path(__file__).parent))
+# Helpers live in a plain module: `conftest` is the name of two modules in this tree.
+from helpers import FIXTURES, eventually, make_settings  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -33,24 +30,6 @@ def embedded_aws() -> Iterator[EmbeddedAws]:
     server = start_embedded_aws()
     yield server
     server.stop()
-
-
-def make_settings(endpoint_url: str, **overrides: Any) -> Settings:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    values: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "resource_prefix": prefix,
-        # Never a developer's own ~/.imgproc (a running `make up` records itself there).
-        "home": Path(tempfile.gettempdir()) / f"imgproc-test-{prefix}",
-        "wait_time_s": 1,
-        "heartbeat_interval_s": 1.0,
-        "visibility_timeout_s": 10,
-        "task_heartbeat_s": 10,
-        "task_timeout_s": 60,
-        "stop_timeout_s": 5.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture
@@ -68,22 +47,6 @@ async def stack(
         outputs = await bootstrap(aws, settings)
         settings = settings.model_copy(update={"state_machine_arn": outputs["state_machine_arn"]})
         yield settings, aws, outputs
-
-
-async def eventually(
-    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
-) -> Any:
-    """Poll `check` (sync or async) until it returns a truthy value, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
 
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

@@ -12,14 +12,13 @@ from typing import Any
 
 import httpx
 import uvicorn
+from helpers import eventually, make_settings
 
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 from imgproc_status_api.app import create_app
 from imgproc_status_api.config import ApiSettings
-
-from conftest import eventually, make_settings
 
 TEST_SECRET = "test-secret-for-status-api-tests"
 

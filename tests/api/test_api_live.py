@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from helpers import eventually
 
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.catalog import Catalog
@@ -20,7 +21,6 @@ from imgproc_shared.resources import ResourceNames
 from imgproc_status_api.api.routes.executions import summarize_history
 
 from api_harness import ApiHarness, bootstrapped_stack, running_api
-from conftest import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from helpers import eventually
+
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
@@ -21,7 +23,6 @@ from imgproc_shared.dead_letters import DeadLetters, parse_queue
 from imgproc_shared.resources import Queue, ResourceNames, Stage, incoming_key
 from imgproc_shared.settings import Settings
 
-from conftest import eventually
 from workflow_harness import pipeline, upload
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from helpers import FIXTURES
 from PIL import ExifTags, Image, TiffImagePlugin
 
 from imgproc_extractor.handler import HEAD_BYTES, TAIL_BYTES, handle
@@ -22,8 +23,6 @@ from imgproc_shared.models import Gps, ImageMetadata, StageTask
 from imgproc_shared.resources import ResourceNames, Stage
 from imgproc_shared.settings import Settings
 from imgproc_shared.worker import WorkContext
-
-from conftest import FIXTURES
 
 R = TiffImagePlugin.IFDRational
 Stack = tuple[Settings, AwsClients, dict[str, Any]]

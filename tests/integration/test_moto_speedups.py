@@ -18,14 +18,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from helpers import eventually
 
 from imgproc_cli import moto_speedups
 from imgproc_cli.bootstrap import STATE_MACHINE_ROLE
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
-
-from conftest import eventually
 
 
 def _definition(queue_url: str, missing_table: str = "imgproc-no-such-table") -> str:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from helpers import eventually
+
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_cli.scaler import LocalScaler, QueueWatcher, decision_logger, read_workers_file
 from imgproc_cli.supervisor import ServiceSpec, Supervisor
@@ -18,8 +20,6 @@ from imgproc_shared.dead_letters import DeadLetters
 from imgproc_shared.resources import Queue, ResourceNames, Stage, incoming_key
 from imgproc_shared.scaling import ScalingPolicy
 from imgproc_shared.settings import Settings
-
-from conftest import eventually
 
 MESSAGES = 60
 POLICY = ScalingPolicy(

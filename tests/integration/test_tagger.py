@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FIXTURES, eventually
 from PIL import Image
 
 from imgproc_cli.bootstrap import bootstrap
@@ -25,8 +26,6 @@ from imgproc_status_api.starter import Starter
 from imgproc_tagger import handler as tagger
 from imgproc_tagger.config import get_tagger_settings
 from imgproc_tagger.rekognition import RekognitionBackend
-
-from conftest import FIXTURES, eventually
 
 PHOTOS = FIXTURES / "tagger"
 

@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from helpers import eventually
+
 from imgproc_cli.bootstrap import bootstrap
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
@@ -28,7 +30,6 @@ from imgproc_shared.settings import Settings
 from imgproc_shared.worker import WorkContext, Worker
 from imgproc_status_api.starter import Starter
 
-from conftest import eventually
 from workflow_harness import (
     extract_ok,
     pipeline,

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from helpers import eventually
+
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import (
@@ -23,8 +25,6 @@ from imgproc_shared.resources import ResourceNames, Stage, incoming_key
 from imgproc_shared.settings import Settings
 from imgproc_shared.worker import WorkContext, Worker
 from imgproc_status_api.starter import Starter
-
-from conftest import eventually
 
 Handler = Callable[[StageTask, WorkContext], Awaitable[Any]]
 

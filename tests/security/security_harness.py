@@ -15,7 +15,6 @@ import io
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,22 +44,6 @@ def wait_for(check: Callable[[], T], *, timeout: float = 20.0, what: str = "") -
         time.sleep(0.05)
         last = check()
     return last
-
-
-def stack_settings(endpoint_url: str, **overrides: Any) -> Settings:
-    """Settings for a stack of its own on `endpoint_url` (as `tests/conftest.py` makes them)."""
-    values: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "resource_prefix": f"s{uuid.uuid4().hex[:10]}",
-        "wait_time_s": 1,
-        "heartbeat_interval_s": 1.0,
-        "visibility_timeout_s": 10,
-        "task_heartbeat_s": 10,
-        "task_timeout_s": 60,
-        "stop_timeout_s": 5.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from helpers import make_settings
 
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.resources import Queue
@@ -30,7 +31,6 @@ from security_harness import (
     ThreadedApi,
     UserData,
     small_jpeg,
-    stack_settings,
     threaded_api,
 )
 
@@ -51,7 +51,7 @@ MULTIPART_FILE = {"file": ("x.jpg", small_jpeg(), "image/jpeg")}
 
 @pytest.fixture(scope="module")
 def api(embedded_aws: EmbeddedAws) -> Iterator[ThreadedApi]:
-    with threaded_api(stack_settings(embedded_aws.endpoint_url)) as served:
+    with threaded_api(make_settings(embedded_aws.endpoint_url)) as served:
         yield served
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from helpers import make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -32,7 +33,7 @@ from imgproc_shared.settings import Settings
 from imgproc_status_api.app import create_app
 from imgproc_status_api.config import ApiSettings
 
-from security_harness import ThreadedApi, UserData, stack_settings, threaded_api, wait_for
+from security_harness import ThreadedApi, UserData, threaded_api, wait_for
 
 MAX_EXAMPLES = 20
 
@@ -78,7 +79,7 @@ for _result in SCHEMA.get_all_operations():
 @pytest.fixture(scope="module")
 def api(embedded_aws: EmbeddedAws) -> Iterator[ThreadedApi]:
     # With the starter, uploads get real executions, so `/execution` answers 200 too.
-    with threaded_api(stack_settings(embedded_aws.endpoint_url), run_starter=True) as served:
+    with threaded_api(make_settings(embedded_aws.endpoint_url), run_starter=True) as served:
         assert served.client.get("/openapi.json").json() == DOCUMENT
         yield served
 

@@ -24,11 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+from helpers import make_settings
 
 from imgproc_cli import uploads as cli_uploads
 from imgproc_cli.embedded_aws import EmbeddedAws
 
-from security_harness import ThreadedApi, UserData, small_jpeg, stack_settings, threaded_api
+from security_harness import ThreadedApi, UserData, small_jpeg, threaded_api
 
 EMBEDDED_SECRET_KEY = "testing"  # what AwsClients signs with on the embedded endpoint
 KEY = re.compile(
@@ -55,7 +56,7 @@ ODD_FILE_NAMES = [
 
 @pytest.fixture(scope="module")
 def api(embedded_aws: EmbeddedAws) -> Iterator[ThreadedApi]:
-    with threaded_api(stack_settings(embedded_aws.endpoint_url), upload_url_ttl_s=600) as served:
+    with threaded_api(make_settings(embedded_aws.endpoint_url), upload_url_ttl_s=600) as served:
         yield served
 
 

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from helpers import make_settings
 from PIL import Image
 
 from imgproc_cli.bootstrap import bootstrap
@@ -35,7 +36,7 @@ from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 from imgproc_status_api.auth import LocalTokens
 
-from security_harness import free_port, small_jpeg, stack_settings, wait_for
+from security_harness import free_port, small_jpeg, wait_for
 
 AUTH_SECRET = "log-test-signing-secret-7f3a9c1e5b2d4f6a8c0e"
 AWS_SECRET = "logtestAWSsecretKEY/9b8c7d6e5f4a3b2c1d0e9f8a"
@@ -106,7 +107,7 @@ def service_env(settings: Settings, state_machine_arn: str) -> dict[str, str]:
 def logged_stack(
     embedded_aws: EmbeddedAws, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LoggedStack]:
-    settings = stack_settings(embedded_aws.endpoint_url)
+    settings = make_settings(embedded_aws.endpoint_url)
     arn = asyncio.run(_bootstrap(settings))
     env = service_env(settings, arn)
     logs = tmp_path_factory.mktemp("service-logs")

@@ -4,19 +4,11 @@ in batches, and a stage writes its "started" note only when it runs long."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
+from helpers import eventually
+
 from imgproc_shared.worker.runtime import _Deletions, _StartedNote
-
-
-async def eventually(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    # Not conftest's: under `--dist loadfile` the name `conftest` may be another folder's.
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 class RecordingSqs:

@@ -44,6 +44,7 @@ from imgproc_cli.local_stack import read_stack, target_settings
 from imgproc_cli.uploads import UsageError, _album_id, _extension
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import STAGE_ORDER, Catalog
+from imgproc_shared.long_poll import delete_batch
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import ResourceNames, Topic, incoming_key
 from imgproc_shared.settings import Settings
@@ -646,13 +647,8 @@ class _Listener:
                 if status.terminal:
                     run.ended(str(event.get("image_id")), {"status": status.value})
             if messages:
-                await self.aws.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(messages)
-                    ],
-                )
+                receipts = [m["ReceiptHandle"] for m in messages]
+                await delete_batch(self.aws.sqs, self.queue_url, receipts)
                 run.own_requests[("sqs", "DeleteMessageBatch")] += 1
 
     async def close(self) -> None:

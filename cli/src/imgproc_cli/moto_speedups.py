@@ -66,6 +66,12 @@ _MEASUREMENT = {"request_counter", "local_origin", "early_heartbeat"}
 _install_lock = threading.Lock()
 
 
+def installed() -> frozenset[str]:
+    """The patches active in this process (none until `install`)."""
+    with _install_lock:
+        return frozenset(_installed)
+
+
 def speedups_enabled() -> bool:
     """False only when `IMGPROC_MOTO_SPEEDUPS=0` (the stock-moto baseline)."""
     return os.environ.get(SPEEDUPS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")

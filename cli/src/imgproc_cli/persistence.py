@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from imgproc_cli import moto_speedups
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.aws import _credentials as client_credentials
 from imgproc_shared.logging import get_logger
@@ -245,19 +246,16 @@ def mutation_count() -> int | None:
 
     None where there is no such counter in this process (`moto_speedups` not installed).
     """
-    speedups = sys.modules.get("imgproc_cli.moto_speedups")
-    if speedups is None or "request_counter" not in getattr(speedups, "_installed", ()):
+    if "request_counter" not in moto_speedups.installed():
         return None
-    try:
-        counts = speedups.request_counts()
-        total = 0
-        for group in ("requests", "housekeeping_requests"):
-            for service, actions in counts[group].items():
-                total += sum(n for action, n in actions.items() if _may_change(service, action))
-    except Exception as exc:  # the counter's shape changed: no signal, snapshot every time
-        log.warning("request counter unreadable", error=repr(exc))
-        return None
-    return total
+    counts = moto_speedups.request_counts()
+    return sum(
+        n
+        for group in ("requests", "housekeeping_requests")
+        for service, actions in counts[group].items()
+        for action, n in actions.items()
+        if _may_change(service, action)
+    )
 
 
 class StateStore:

@@ -1,4 +1,5 @@
-"""Long-polling a queue until asked to stop: the loop the starter and the status API share.
+"""Long-polling a queue until asked to stop: the loop the starter and the status API share, and
+the batched delete and the pause between polls that the stage workers use too.
 
 (Stage workers have their own loop in `worker/runtime.py`: theirs receives only as many
 messages as they have free slots.)
@@ -50,19 +51,26 @@ async def receive_batches(
             continue
         if messages:
             yield messages
-            if len(messages) < _MAX_BATCH and pause_s > 0 and not stopping.is_set():
-                try:
-                    await asyncio.wait_for(stopping.wait(), pause_s)
-                except TimeoutError:
-                    pass
+            if len(messages) < _MAX_BATCH:
+                await pause(stopping, pause_s)
 
 
-async def delete_batch(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
-    """Delete messages that were handled (at most one receive batch: 10)."""
-    if messages:
-        await sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
+async def delete_batch(sqs: Any, queue_url: str, receipts: list[str]) -> list[dict[str, Any]]:
+    """Delete handled messages by receipt handle (at most 10); returns the entries that failed."""
+    if not receipts:
+        return []
+    response = await sqs.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)],
+    )
+    failed: list[dict[str, Any]] = response.get("Failed", [])
+    return failed
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if `stopping` is set meanwhile."""
+    if seconds > 0 and not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), seconds)
+        except TimeoutError:
+            pass

@@ -235,7 +235,7 @@ class AlbumEvents:
                     log.warning("malformed status event", reason=str(exc)[:300])
                 except (ClientError, BotoCoreError) as exc:
                     log.warning("status event not pushed; it will be retried", error=str(exc))
-            await delete_batch(self.aws.sqs, queue_url, done)
+            await delete_batch(self.aws.sqs, queue_url, [m["ReceiptHandle"] for m in done])
 
     async def _announced(self, body: str) -> None:
         event = StatusEvent.model_validate_json(body)

@@ -135,7 +135,7 @@ class Starter:
             # The images of one batch are independent: start them concurrently.
             handled = await asyncio.gather(*(self._handle_message(m) for m in messages))
             done = [message for message, ok in zip(messages, handled, strict=True) if ok]
-            await delete_batch(self.aws.sqs, queue_url, done)
+            await delete_batch(self.aws.sqs, queue_url, [m["ReceiptHandle"] for m in done])
 
     async def _handle_message(self, message: dict[str, Any]) -> bool:
         """True when the message is done with (to be deleted)."""

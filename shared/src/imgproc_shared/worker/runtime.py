@@ -42,6 +42,7 @@ from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, now_iso
 from imgproc_shared.logging import configure_logging, get_logger
+from imgproc_shared.long_poll import delete_batch, pause
 from imgproc_shared.models import StageTask
 from imgproc_shared.resources import STAGE_QUEUES, ResourceNames, Stage
 from imgproc_shared.settings import Settings, get_settings
@@ -175,7 +176,7 @@ class Worker:
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if 0 < len(messages) < min(free, _MAX_BATCH):
-                    await _pause(self._stopping, self.settings.receive_pause_s)
+                    await pause(self._stopping, self.settings.receive_pause_s)
         finally:
             stopping.cancel()
 
@@ -410,17 +411,14 @@ class _Deletions:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, receipts: list[str]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)]
         try:
-            response = await self._sqs.delete_message_batch(
-                QueueUrl=self._queue_url, Entries=entries
-            )
+            failed = await delete_batch(self._sqs, self._queue_url, receipts)
         except ClientError as exc:
             # The messages return after their visibility timeout; their tokens are already
             # answered, so the next delivery is dropped as stale.
             self._log.warning("delete failed", error=str(exc), messages=len(receipts))
             return
-        for failure in response.get("Failed", []):
+        for failure in failed:
             self._log.warning("delete failed", error=failure.get("Message"))
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -435,15 +433,6 @@ class _Deletions:
             _, late = await asyncio.wait(self._sending, timeout=timeout_s)
             for task in late:
                 task.cancel()
-
-
-async def _pause(stopping: asyncio.Event, seconds: float) -> None:
-    """Wait `seconds`, or less if stopping."""
-    if seconds > 0 and not stopping.is_set():
-        try:
-            await asyncio.wait_for(stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 def _stale(keep_alive: asyncio.Task[bool]) -> bool:

@@ -1,0 +1,50 @@
+"""Helpers the tests import (a plain module: two folders have a `conftest`, and which one the
+name `conftest` means depends on the order pytest collects them in)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imgproc_shared.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def make_settings(endpoint_url: str, **overrides: Any) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    values: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "resource_prefix": prefix,
+        # Never a developer's own ~/.imgproc (a running `make up` records itself there).
+        "home": Path(tempfile.gettempdir()) / f"imgproc-test-{prefix}",
+        "wait_time_s": 1,
+        "heartbeat_interval_s": 1.0,
+        "visibility_timeout_s": 10,
+        "task_heartbeat_s": 10,
+        "task_timeout_s": 60,
+        "stop_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> Any:
+    """Poll `check` (sync or async) until it returns a truthy value, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
