@@ -11,7 +11,15 @@ For each photo, interleaved in one run (so a noisy neighbour hits every path ali
 - floor_preview: the decode the largest rendition needs: the JPEG draft scale that still
               covers the 1280 px preview (what any correct preview must at least decode), full
               decode for anything else. `ours/fl_prev` says how far ours is from that limit,
-              as `ours/floor` does from the thumbnail's.
+              as `ours/floor` does from the thumbnail's;
+- bound:     the least any path that makes the preview must do: that decode plus one JPEG
+              encode of a preview-sized image (no resample, thumbnail, placeholder or metadata).
+              `bound/floor` above 1.25 means no implementation on this decoder can bring a
+              path with the 1280 px preview within 1.25x of the 1/8-decode floor.
+
+JPEG decodes in floor, floor_preview and bound use the decoder settings ours uses (Pillow's
+draft flag: libjpeg's merged upsampler at reduced scales), so no ratio is helped by a setting
+its floor lacks.
 
 Times are CPU seconds of one thread (`time.thread_time`): images/s per core is 1 / time. Peak
 memory is measured per path in a fresh subprocess: peak RSS (VmHWM) minus the RSS after imports.
@@ -41,7 +49,7 @@ from imgproc_thumbnailer.renditions import RenditionSpec, fit_within, render
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_PHOTOS = REPO_ROOT.parent / "shared" / "corpus" / "photos"
 SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
-PATHS = ("ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview")
+PATHS = ("ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview", "bound")
 SUFFIXES = {".jpg", ".jpeg", ".png", ".mpo"}
 QUALITY = 80
 
@@ -96,20 +104,43 @@ def run_thumbnail(data: bytes) -> None:
         _save(image)
 
 
-def run_floor(data: bytes) -> None:
+def _decode(data: bytes, size: tuple[int, int] | None) -> Image.Image:
+    """A JPEG drafted to cover size as ours decodes it (merged upsampler); others in full."""
     image = Image.open(io.BytesIO(data))
-    if image.format in ("JPEG", "MPO"):
-        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+    if size is not None and image.format in ("JPEG", "MPO"):
+        image.draft("RGB", size)
+        if image.decoderconfig and image.decoderconfig[0] > 1:
+            image.decoderconfig = (image.decoderconfig[0], 1)
     image.load()
+    return image
+
+
+def _preview_size(image: Image.Image) -> tuple[int, int]:
+    largest = max(spec.long_edge for spec in SPECS)
+    return fit_within(image.width, image.height, largest)
+
+
+def run_floor(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as probe:
+        eighth = (max(1, probe.width // 8), max(1, probe.height // 8))
+    _decode(data, eighth)
 
 
 def run_floor_preview(data: bytes) -> None:
     """The decode a correct largest rendition needs: draft only as far as it still covers it."""
-    image = Image.open(io.BytesIO(data))
-    if image.format in ("JPEG", "MPO"):
-        largest = max(spec.long_edge for spec in SPECS)
-        image.draft("RGB", fit_within(image.width, image.height, largest))
-    image.load()
+    with Image.open(io.BytesIO(data)) as probe:
+        preview = _preview_size(probe)
+    _decode(data, preview)
+
+
+def run_bound(data: bytes) -> None:
+    """The preview's decode plus one encode of a preview-sized image: no path can do less."""
+    with Image.open(io.BytesIO(data)) as probe:
+        preview = _preview_size(probe)
+    image = _decode(data, preview)
+    cropped = image.crop((0, 0, *fit_within(image.width, image.height, max(preview))))
+    cropped = cropped if cropped.mode == "RGB" else cropped.convert("RGB")
+    cropped.save(io.BytesIO(), "JPEG", quality=QUALITY)
 
 
 RUNNERS: dict[str, Callable[[bytes], None]] = {
@@ -119,6 +150,7 @@ RUNNERS: dict[str, Callable[[bytes], None]] = {
     "thumbnail": run_thumbnail,
     "floor": run_floor,
     "floor_preview": run_floor_preview,
+    "bound": run_bound,
 }
 
 
@@ -182,6 +214,7 @@ def bench_photo(photo: Path, repeat: int, memory: bool) -> dict[str, Any]:
         "naive_over_ours": round(median_ms["naive"] / ours, 2),
         "ours_over_floor": round(ours / median_ms["floor"], 2),
         "ours_over_floor_preview": round(ours / median_ms["floor_preview"], 2),
+        "bound_over_floor": round(median_ms["bound"] / median_ms["floor"], 2),
         "ours_thumb_over_floor": round(median_ms["ours_thumb"] / median_ms["floor"], 2),
         "naive_over_ours_thumb": round(median_ms["naive"] / median_ms["ours_thumb"], 2),
         "ours_over_thumbnail": round(ours / median_ms["thumbnail"], 2),
@@ -211,9 +244,9 @@ def generated_photos(directory: Path) -> list[Path]:
 def _table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'naive':>7} "
-        f"{'thumb()':>7} {'floor':>6} {'fl_prev':>7} {'naive/ours':>10} {'ours/floor':>10} "
-        f"{'ours/fl_prev':>12} {'o_th/floor':>10} {'ours/thumb()':>12} {'img/s/core':>10} "
-        f"{'peak MB above idle':>36}"
+        f"{'thumb()':>7} {'floor':>6} {'fl_prev':>7} {'bound':>6} {'naive/ours':>10} "
+        f"{'ours/floor':>10} {'ours/fl_prev':>12} {'o_th/floor':>10} {'bound/floor':>11} "
+        f"{'ours/thumb()':>12} {'img/s/core':>10} {'peak MB above idle':>40}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -223,10 +256,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{row['file'][:40]:40} {row['format']:16} {row['megapixels']:>5} "
             f"{ms['ours']:>6} {ms['ours_thumb']:>7} {ms['naive']:>7} {ms['thumbnail']:>7} "
-            f"{ms['floor']:>6} {ms['floor_preview']:>7} {row['naive_over_ours']:>10} "
-            f"{row['ours_over_floor']:>10} {row['ours_over_floor_preview']:>12} "
-            f"{row['ours_thumb_over_floor']:>10} {row['ours_over_thumbnail']:>12} "
-            f"{row['images_per_s_per_core']:>10} {peaks:>36}"
+            f"{ms['floor']:>6} {ms['floor_preview']:>7} {ms['bound']:>6} "
+            f"{row['naive_over_ours']:>10} {row['ours_over_floor']:>10} "
+            f"{row['ours_over_floor_preview']:>12} {row['ours_thumb_over_floor']:>10} "
+            f"{row['bound_over_floor']:>11} {row['ours_over_thumbnail']:>12} "
+            f"{row['images_per_s_per_core']:>10} {peaks:>40}"
         )
     lines.append(f"peak MB above idle, per path: {'/'.join(PATHS)}")
     return "\n".join(lines)

@@ -234,6 +234,32 @@ def test_jpeg_decodes_at_reduced_scale() -> None:
     assert decode_for(_jpeg((4096, 2048)), 256, smallest_edge=256).size == (512, 256)
 
 
+def _colour_jpeg(size: tuple[int, int]) -> bytes:
+    """A JPEG with chroma detail (4:2:0, Pillow's default), where upsamplers differ."""
+    gradient = Image.linear_gradient("L").resize(size)
+    noise = Image.effect_noise(size, 48)
+    image = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.ROTATE_180)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_scaled_decodes_trade_only_the_chroma_upsampler() -> None:
+    data = _colour_jpeg((2048, 1024))
+    fast = decode_for(data, 640, smallest_edge=256)  # 1/2 scale, merged upsampler
+    smooth = Image.open(io.BytesIO(data))
+    smooth.draft("RGB", fast.size)  # Pillow's default: the smoothing upsampler
+    smooth.load()
+    assert fast.size == smooth.size == (1024, 512)
+    assert fast.tobytes() != smooth.tobytes()
+    assert _psnr(fast, smooth) > 38
+    # At full scale nothing is traded: the decode is libjpeg's exact one.
+    small = _colour_jpeg((600, 400))
+    exact = Image.open(io.BytesIO(small))
+    exact.load()
+    assert decode_for(small, 1280).tobytes() == exact.tobytes()
+
+
 def _psnr(a: Image.Image, b: Image.Image) -> float:
     diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
     mse = sum(rms**2 for rms in ImageStat.Stat(diff).rms) / 3

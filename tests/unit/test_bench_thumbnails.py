@@ -1,0 +1,64 @@
+"""`imgproc bench thumbnails DIR --json`: every path measured for every photo, ratios beside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+IMGPROC = Path(sys.executable).parent / "imgproc"
+PATHS = {"ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview", "bound"}
+
+
+def test_the_benchmark_reports_every_path_for_every_photo(tmp_path: Path) -> None:
+    # Small stand-ins: 3000 px needs the 1/2-scale draft for the preview, 1/8 for the floor.
+    photo = Image.merge(
+        "RGB",
+        (
+            Image.linear_gradient("L").resize((3000, 2000)),
+            Image.effect_noise((3000, 2000), 32),
+            Image.linear_gradient("L").resize((3000, 2000)).transpose(Image.Transpose.ROTATE_180),
+        ),
+    )
+    photo.save(tmp_path / "baseline.jpg", "JPEG", quality=85)
+    photo.resize((900, 600)).save(tmp_path / "small.png")
+    (tmp_path / "notes.txt").write_text("not a photo")
+
+    result = subprocess.run(
+        [str(IMGPROC), "bench", "thumbnails", str(tmp_path), "--json", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = {row["file"]: row for row in report["photos"]}
+    assert set(rows) == {"baseline.jpg", "small.png"}
+    assert rows["baseline.jpg"]["format"] == "JPEG"
+    assert rows["small.png"]["format"] == "PNG"
+    for row in rows.values():
+        assert set(row["median_ms"]) == PATHS
+        assert all(ms > 0 for ms in row["median_ms"].values()), row
+        ms = row["median_ms"]
+        assert row["bound_over_floor"] == round(ms["bound"] / ms["floor"], 2)
+        assert row["naive_over_ours"] == round(ms["naive"] / ms["ours"], 2)
+        # Peak memory of each path, measured in its own process.
+        peaks = row["peak_mb_above_idle"]
+        assert set(peaks) == PATHS
+        assert all(isinstance(mb, float) and mb >= 0 for mb in peaks.values()), peaks
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(IMGPROC), "bench", "thumbnails", str(tmp_path / "absent")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "is not a directory" in result.stderr
