@@ -2,7 +2,9 @@
 
 Covers issue 2's acceptance: a JPEG with EXIF and GPS comes back PROCESSED with metadata, labels
 and a thumbnail that can be fetched; everything that is not a supported image is REJECTED with a
-reason a person can read.
+reason a person can read. And issue 4's: every supported file of the corpus (its orientation,
+format and EXIF sets) comes through the whole workflow with both renditions upright, in the
+colours a browser shows, never upscaled, without metadata, and with a placeholder that decodes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from rendition_checks import (
+    EXIF_FILES,
+    FORMAT_FILES,
+    IMAGES,
+    ORIENTATION_FILES,
+    mean_abs_diff,
+    means,
+    reference_colours,
+)
+
+from imgproc_thumbnailer.renditions import fit_within
+from imgproc_thumbnailer.thumbhash import decode_placeholder
 
 from stack_process import IMGPROC, RunningStack
 
@@ -23,6 +37,11 @@ pytestmark = pytest.mark.e2e
 
 
 CAT_PHOTO = Path(__file__).parents[1] / "fixtures" / "tagger" / "cat_chelsea.jpg"
+CORPUS = sorted(
+    {*ORIENTATION_FILES, "orientation_rectangle_2x1_o8.jpg", *FORMAT_FILES, *EXIF_FILES}
+)
+RENDITION_EDGES = (256, 1280)
+PRIVATE_MARKERS = (b"Exif\x00\x00", b"ICC_PROFILE", b"ns.adobe.com/xap", b"Photoshop 3.0")
 
 
 def _photo_with_exif_and_gps(path: Path) -> None:
@@ -91,6 +110,40 @@ def _upload(stack: RunningStack, *paths: Path) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def results(local_stack: RunningStack, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
     return _upload(local_stack, *files.values())
+
+
+@pytest.fixture(scope="module")
+def corpus_results(local_stack: RunningStack) -> dict[str, dict[str, Any]]:
+    return _upload(local_stack, *(IMAGES / name for name in CORPUS))
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_every_supported_corpus_file_gets_correct_renditions(
+    corpus_results: dict[str, dict[str, Any]], name: str
+) -> None:
+    record = corpus_results[name]
+    assert record["status"] == "PROCESSED", record
+    # Upright, full size, composited on white and in sRGB, made without our code.
+    reference = reference_colours(IMAGES / name)
+    renditions = sorted(record["thumbnails"], key=lambda r: max(r["width"], r["height"]))
+    assert len(renditions) == len(RENDITION_EDGES), renditions
+    for rendition, long_edge in zip(renditions, RENDITION_EDGES, strict=True):
+        with urllib.request.urlopen(rendition["url"], timeout=10) as response:
+            data = response.read()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        assert (image.format, image.mode) == ("JPEG", "RGB")
+        # The upright shape, never larger than the original.
+        assert image.size == (rendition["width"], rendition["height"])
+        assert image.size == fit_within(*reference.size, long_edge), (image.size, reference.size)
+        assert not image.getexif()
+        assert not [marker for marker in PRIVATE_MARKERS if marker in data]
+        for got, want in zip(means(image), means(reference), strict=True):
+            assert abs(got - want) < 4, (rendition["key"], means(image), means(reference))
+        shown = reference.resize(image.size, Image.Resampling.LANCZOS)
+        assert mean_abs_diff(image, shown) < 8, rendition["key"]
+    placeholder = decode_placeholder(record["placeholder"])
+    assert placeholder.mode == "RGBA" and 0 < max(placeholder.size) <= 32
 
 
 def test_photo_with_exif_and_gps_is_processed(results: dict[str, dict[str, Any]]) -> None:

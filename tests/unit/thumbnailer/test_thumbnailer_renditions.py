@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import array
 import base64
 import io
 import math
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageOps, ImageStat
+from rendition_checks import (
+    FORMAT_FILES,
+    ORIENTATION_FILES,
+    mean_abs_diff,
+    means,
+    reference_colours,
+)
 
 from imgproc_shared.errors import CorruptImage, TooLarge
 from imgproc_thumbnailer import renditions
@@ -28,23 +34,6 @@ from imgproc_thumbnailer.thumbhash import decode_placeholder, thumbhash_to_avera
 IMAGES = Path(__file__).parents[2] / "fixtures" / "images"
 SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
 
-ORIENTATION_FILES = [f"hopper_orientation_{n}.jpg" for n in range(1, 9)] + [
-    "png_exif_orientation3.png",
-    "png_xmp_orientation3.png",
-]
-FORMAT_FILES = [
-    "apng16_rgba.png",
-    "cmyk.jpg",
-    "grayscale.jpg",
-    "interlaced_palette_trns.png",
-    "interlaced_rgba.png",
-    "la_uncompressed.png",
-    "palette_single_trns.png",
-    "png16_gray_trns.png",
-    "progressive_app13.jpg",
-    "progressive_icc_big.jpg",
-    "sugarshack_3ds.mpo",
-]
 METADATA_FILES = [
     "exif_gps.jpg",
     "xmp_canon.jpg",
@@ -53,7 +42,6 @@ METADATA_FILES = [
     "exif_in_png.png",
     "png_xmp_orientation3.png",
 ]
-WHITE = (255, 255, 255, 255)
 
 
 def _render(name: str, **options: object) -> RenderedImage:
@@ -70,47 +58,6 @@ def _decoded(rendition: EncodedRendition) -> Image.Image:
     return image
 
 
-def _mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
-    assert a.size == b.size
-    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
-    return sum(ImageStat.Stat(diff).mean) / 3
-
-
-def _on_white(image: Image.Image) -> Image.Image:
-    rgba = image.convert("RGBA")
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
-
-
-def reference_colours(path: Path) -> Image.Image:
-    """What a browser shows for the first frame, upright, at full size, made without our code."""
-    opened = Image.open(path)
-    opened.seek(0)
-    opened.load()
-    image = ImageOps.exif_transpose(opened)
-    if image.mode == "I;16":
-        # PNG semantics: a 16-bit sample means value / 65535; tRNS names one transparent value.
-        transparent = image.info.get("transparency")
-        values = array.array("H", image.tobytes("raw", "I;16"))
-        grey = [round(v / 257) for v in values]
-        alpha = [0 if v == transparent else 255 for v in values]
-        la = Image.new("LA", image.size)
-        la.putdata(list(zip(grey, alpha, strict=True)))
-        return _on_white(la)
-    icc = image.info.get("icc_profile")
-    if icc:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        srgb = ImageCms.createProfile("sRGB")
-        mode = "RGBA" if image.mode == "RGBA" else "RGB"
-        converted = ImageCms.profileToProfile(image, source, srgb, outputMode=mode)
-        assert converted is not None
-        return _on_white(converted)
-    return _on_white(image)
-
-
-def _means(image: Image.Image) -> list[float]:
-    return ImageStat.Stat(image.convert("RGB")).mean
-
-
 @pytest.mark.parametrize("name", ORIENTATION_FILES)
 def test_every_orientation_comes_out_upright(name: str) -> None:
     rendered = _render(name)
@@ -118,12 +65,12 @@ def test_every_orientation_comes_out_upright(name: str) -> None:
     # Made without our code: Pillow's exif_transpose at full size, colours as a browser shows.
     reference = reference_colours(IMAGES / name)
     reference = reference.resize(thumbnail.size, Image.Resampling.LANCZOS)
-    assert _mean_abs_diff(thumbnail, reference) < 6
+    assert mean_abs_diff(thumbnail, reference) < 6
     # The check can tell orientations apart: the stored (unturned) pixels are far off.
     if rendered.orientation != 1:
         stored = Image.open(IMAGES / name).convert("RGB")
         if stored.size == reference.size:
-            assert _mean_abs_diff(stored.resize(thumbnail.size), reference) > 15
+            assert mean_abs_diff(stored.resize(thumbnail.size), reference) > 15
 
 
 def test_orientation_from_the_extractor_wins_and_swaps_axes() -> None:
@@ -146,10 +93,10 @@ def test_every_format_keeps_its_colours(name: str) -> None:
     for rendition in rendered.renditions:
         image = _decoded(rendition)
         assert image.mode == "RGB" and rendition.format == "JPEG"
-        for got, want in zip(_means(image), _means(reference), strict=True):
-            assert abs(got - want) < 4, (rendition.name, _means(image), _means(reference))
+        for got, want in zip(means(image), means(reference), strict=True):
+            assert abs(got - want) < 4, (rendition.name, means(image), means(reference))
         # Not only the mean: the picture matches where it matters.
-        assert _mean_abs_diff(image, reference.resize(image.size, Image.Resampling.LANCZOS)) < 8
+        assert mean_abs_diff(image, reference.resize(image.size, Image.Resampling.LANCZOS)) < 8
 
 
 @pytest.mark.parametrize(
@@ -158,7 +105,7 @@ def test_every_format_keeps_its_colours(name: str) -> None:
 def test_the_colour_check_rejects_a_naive_conversion(name: str) -> None:
     naive = Image.open(IMAGES / name).convert("RGB")
     reference = reference_colours(IMAGES / name)
-    worst = max(abs(a - b) for a, b in zip(_means(naive), _means(reference), strict=True))
+    worst = max(abs(a - b) for a, b in zip(means(naive), means(reference), strict=True))
     assert worst >= 4
 
 
@@ -169,17 +116,15 @@ def test_embedded_profiles_are_converted_to_srgb() -> None:
     preview = _decoded(_rendition(rendered, "preview"))
     reference = reference_colours(IMAGES / name).resize(preview.size, Image.Resampling.LANCZOS)
     unconverted = Image.open(IMAGES / name).convert("RGB").resize(preview.size)
-    for got, want, plain in zip(
-        _means(preview), _means(reference), _means(unconverted), strict=True
-    ):
+    for got, want, plain in zip(means(preview), means(reference), means(unconverted), strict=True):
         assert abs(got - want) < 0.5
         assert abs(plain - want) > 0.3  # the check can tell: the profile moves the colours
     # At low resolution (no encoding or sharpness noise) ours is far nearer than unconverted.
     small = (64, 34)
     box = Image.Resampling.BOX
     target = reference.resize(small, box)
-    ours = _mean_abs_diff(preview.resize(small, box), target)
-    plain = _mean_abs_diff(unconverted.resize(small, box), target)
+    ours = mean_abs_diff(preview.resize(small, box), target)
+    plain = mean_abs_diff(unconverted.resize(small, box), target)
     assert ours < plain / 2, (ours, plain)
 
 
@@ -328,7 +273,7 @@ def test_the_placeholder_decodes_to_the_thumbnail(name: str) -> None:
     thumbnail = _decoded(_rendition(rendered, "thumbnail"))
     hash_bytes = base64.b64decode(rendered.placeholder, validate=True)
     r, g, b, _ = thumbhash_to_average_rgba(hash_bytes)
-    for got, want in zip((r * 255, g * 255, b * 255), _means(thumbnail), strict=True):
+    for got, want in zip((r * 255, g * 255, b * 255), means(thumbnail), strict=True):
         assert abs(got - want) < 16
     decoded = decode_placeholder(rendered.placeholder)
     assert max(decoded.size) == 32
