@@ -17,9 +17,11 @@ from imgproc_cli.supervisor import ServiceSpec, Supervisor
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.dead_letters import DeadLetters
-from imgproc_shared.resources import Queue, ResourceNames, Stage, incoming_key
+from imgproc_shared.resources import Queue, ResourceNames, Stage
 from imgproc_shared.scaling import ScalingPolicy
 from imgproc_shared.settings import Settings
+
+from workflow_harness import record
 
 MESSAGES = 60
 POLICY = ScalingPolicy(
@@ -41,20 +43,11 @@ async def test_flooded_queue_scales_out_to_the_bound_drains_and_scales_back_in(
     async with AwsClients(settings) as aws:
         await bootstrap(aws, settings)
         names = ResourceNames.from_settings(settings)
-        catalog = Catalog(aws, names)
         dead = DeadLetters(aws, settings)
         queue_url = await dead.url(names.queue(Queue.TAG))
         image_ids = [f"flood-{n:03d}" for n in range(MESSAGES)]
-        for image_id in image_ids:
-            key = incoming_key("alice", "album1", image_id, "jpg")
-            await catalog.record_upload(
-                image_id=image_id,
-                owner="alice",
-                album_id="album1",
-                bucket=names.bucket,
-                key=key,
-                file_name=f"{image_id}.jpg",
-            )
+        # Recorded only: putting the objects would start executions of their own.
+        keys = {image_id: await record(settings, aws, image_id) for image_id in image_ids}
         # Tasks whose tokens Step Functions does not know: the worker does the work, its answer
         # is refused as stale, and it deletes the message, as for any finished task.
         for start in range(0, MESSAGES, 10):
@@ -69,7 +62,7 @@ async def test_flooded_queue_scales_out_to_the_bound_drains_and_scales_back_in(
                                 "stage": "tag",
                                 "image_id": image_id,
                                 "bucket": names.bucket,
-                                "key": f"incoming/alice/album1/{image_id}.jpg",
+                                "key": keys[image_id],
                             }
                         ),
                     }
@@ -135,7 +128,7 @@ async def test_flooded_queue_scales_out_to_the_bound_drains_and_scales_back_in(
         assert max(history) == POLICY.max_workers
         assert not (tmp_path / "workers.json").exists()
         # No message lost or left: every image's tag stage finished, nothing dead-lettered.
-        records = await catalog.get_images(image_ids)
+        records = await Catalog(aws, names).get_images(image_ids)
         assert len(records) == MESSAGES
         unfinished = [r["image_id"] for r in records if "finished_at" not in r.get("stage_tag", {})]
         assert unfinished == []

@@ -161,7 +161,7 @@ async def test_unchanged_stack_takes_no_new_snapshot(stack: Any, tmp_path: Path)
     settings, aws, _ = stack
     names = await _populate(settings, aws)
     store = StateStore(tmp_path)
-    snapshots = Snapshots(store, settings, in_process=True)
+    snapshots = Snapshots(store, settings)
     assert mutation_count() is not None
 
     def mtimes() -> dict[str, int]:
@@ -233,7 +233,7 @@ async def test_without_the_endpoint_in_process_snapshots_go_over_the_api(
 
     monkeypatch.setattr(InProcessState, "find", classmethod(lambda cls, settings: None))
     store = StateStore(tmp_path / "api")
-    snapshots = Snapshots(store, settings, in_process=True)
+    snapshots = Snapshots(store, settings)
     scans = _housekeeping_reads()["Scan"]
     # No backends to read, so no change signal either: every round snapshots, over HTTP.
     for _ in range(3):

@@ -75,7 +75,8 @@ async def pipeline(
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
-async def upload(settings: Settings, aws: AwsClients, image_id: str, body: bytes = b"x") -> None:
+async def record(settings: Settings, aws: AwsClients, image_id: str) -> str:
+    """Alice's upload of image_id into album1, recorded but not yet put: returns its S3 key."""
     names = ResourceNames.from_settings(settings)
     key = incoming_key("alice", "album1", image_id, "jpg")
     await Catalog(aws, names).record_upload(
@@ -86,7 +87,13 @@ async def upload(settings: Settings, aws: AwsClients, image_id: str, body: bytes
         key=key,
         file_name=f"{image_id}.jpg",
     )
-    await aws.s3.put_object(Bucket=names.bucket, Key=key, Body=body)
+    return key
+
+
+async def upload(settings: Settings, aws: AwsClients, image_id: str, body: bytes = b"x") -> None:
+    """Record the upload and put the object, which starts its execution."""
+    key = await record(settings, aws, image_id)
+    await aws.s3.put_object(Bucket=ResourceNames.from_settings(settings).bucket, Key=key, Body=body)
 
 
 async def terminal(settings: Settings, aws: AwsClients, image_id: str, timeout: float = 30) -> Any:

@@ -38,13 +38,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from imgproc_cli.bootstrap import _queue_arn
 from imgproc_cli.local_stack import read_stack, target_settings
 from imgproc_cli.uploads import UsageError, _album_id, _extension
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import STAGE_ORDER, Catalog
-from imgproc_shared.long_poll import delete_batch
+from imgproc_shared.long_poll import delete_batch, pause
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import ResourceNames, Topic, incoming_key
 from imgproc_shared.settings import Settings
@@ -565,17 +566,17 @@ class _Run:
     total: int
     timeout_s: float
     uploaded: dict[str, float] = field(default_factory=dict)  # image id → monotonic upload start
-    terminal: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terminal: set[str] = field(default_factory=set)
     observed: dict[str, float] = field(default_factory=dict)  # image id → seconds to terminal
     waiters: dict[str, asyncio.Event] = field(default_factory=dict)
     next_index: int = 0
     poll_calls: int = 0
     own_requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # the listener's
 
-    def ended(self, image_id: str, record: dict[str, Any]) -> None:
+    def ended(self, image_id: str) -> None:
         if image_id in self.terminal or image_id not in self.uploaded:
             return
-        self.terminal[image_id] = record
+        self.terminal.add(image_id)
         self.observed[image_id] = time.monotonic() - self.uploaded[image_id]
         self.waiters[image_id].set()
 
@@ -598,9 +599,7 @@ class _Listener:
                 return None
             queue_name = f"{names.prefix}-loadtest-{uuid.uuid4().hex[:12]}"
             queue_url = (await aws.sqs.create_queue(QueueName=queue_name))["QueueUrl"]
-            queue_arn = (
-                await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-            )["Attributes"]["QueueArn"]
+            queue_arn = await _queue_arn(aws, queue_url)
             # On AWS the topic may only deliver to a queue whose policy lets it.
             policy = {
                 "Version": "2012-10-17",
@@ -633,10 +632,16 @@ class _Listener:
 
     async def run(self, run: _Run, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            response = await self.aws.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            )
             run.own_requests[("sqs", "ReceiveMessage")] += 1
+            try:
+                response = await self.aws.sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                )
+            except (ClientError, BotoCoreError) as exc:
+                # Not the end of the run: the safety poll still sees every image meanwhile.
+                print(f"warning: announcements not received ({exc}); retrying", file=sys.stderr)
+                await pause(stop, 1.0)
+                continue
             messages = response.get("Messages", [])
             for message in messages:
                 try:
@@ -645,7 +650,7 @@ class _Listener:
                 except (ValueError, KeyError, TypeError):
                     continue  # not an announcement of ours; deleted below all the same
                 if status.terminal:
-                    run.ended(str(event.get("image_id")), {"status": status.value})
+                    run.ended(str(event.get("image_id")))
             if messages:
                 receipts = [m["ReceiptHandle"] for m in messages]
                 await delete_batch(self.aws.sqs, self.queue_url, receipts)
@@ -721,14 +726,12 @@ async def _poller(
         pending = [i for i in run.uploaded if i not in run.terminal]
         if pending and time.monotonic() - last_poll >= interval_s:
             last_poll = time.monotonic()
-            # Poll the status alone; read the whole record once, when it is terminal.
+            # The status alone: the report reads every whole record once, at the end.
             run.poll_calls += math.ceil(len(pending) / 100)
             polled = await catalog.get_images(pending, attributes=("image_id", "status"))
-            ended = [r["image_id"] for r in polled if ImageStatus(r["status"]).terminal]
-            if ended:
-                run.poll_calls += math.ceil(len(ended) / 100)
-                for record in await catalog.get_images(ended):
-                    run.ended(record["image_id"], record)
+            for record in polled:
+                if ImageStatus(record["status"]).terminal:
+                    run.ended(record["image_id"])
         progress.update(len(run.terminal), len(run.uploaded) - len(run.terminal))
         try:
             await asyncio.wait_for(stop.wait(), _POLL_INTERVAL_S)
@@ -840,12 +843,14 @@ async def loadtest(
         finally:
             stop.set()
             await asyncio.gather(*watchers, return_exceptions=True)
-        wall_s = time.monotonic() - started
+            wall_s = time.monotonic() - started
+            stats_after = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
+            cpu_after = process_cpu(local_pid) if local_pid else (None, {})
+            # Even when an upload failed or the run was interrupted: on AWS a forgotten
+            # subscription would go on filling a queue nobody reads.
+            if listener is not None:
+                await listener.close()
         progress.update(len(run.terminal), len(run.uploaded) - len(run.terminal), final=True)
-        stats_after = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
-        cpu_after = process_cpu(local_pid) if local_pid else (None, {})
-        if listener is not None:
-            await listener.close()
 
         records = {r["image_id"]: r for r in await catalog.get_images(list(run.uploaded))}
         outcomes = [

@@ -433,12 +433,10 @@ class Snapshots:
         store: StateStore,
         settings: Settings,
         *,
-        in_process: bool = True,
         count: Callable[[], int | None] = mutation_count,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.in_process = in_process
         self._count = count
         self._previous: int | None = None
         self._settled: int | None = None
@@ -447,7 +445,7 @@ class Snapshots:
 
     async def take(self, aws: AwsClients, *, force: bool = False) -> dict[str, int] | None:
         """Snapshot unless nothing changed since the last settled one; None when skipped."""
-        state = InProcessState.find(self.settings) if self.in_process else None
+        state = InProcessState.find(self.settings)
         # The counter speaks for the stack only where the stack lives in this process.
         count = self._count() if state is not None else None
         previous, self._previous = self._previous, count

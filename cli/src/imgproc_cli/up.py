@@ -110,15 +110,15 @@ class Snapshotter:
 
     It shares the process (and the GIL) with the embedded endpoint, so it never takes more than
     about a sixth of the time: the pause after a snapshot is at least five times its duration.
-    With the endpoint in this process (`in_process`), it reads moto's backends directly and
-    skips the periodic snapshot while nothing changed (`persistence.Snapshots`); the clients
-    are for the fallback over the API.
+    With the endpoint in this process, it reads moto's backends directly and skips the
+    periodic snapshot while nothing changed (`persistence.Snapshots`); the clients are for the
+    fallback over the API.
     """
 
-    def __init__(self, store: StateStore, settings: Settings, *, in_process: bool = True) -> None:
+    def __init__(self, store: StateStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.snapshots = Snapshots(store, settings, in_process=in_process)
+        self.snapshots = Snapshots(store, settings)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
 
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
         # The endpoint runs in this process: snapshots read its backends directly.
-        snapshots = Snapshotter(store, local, in_process=True)
+        snapshots = Snapshotter(store, local)
         snapshots.start()
         while True:
             time.sleep(0.5)

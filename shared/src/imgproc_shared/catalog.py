@@ -59,6 +59,14 @@ def _plain_numbers(value: Any) -> Any:
     return value
 
 
+def _projection(attributes: Sequence[str]) -> dict[str, Any]:
+    """Read arguments that return only `attributes` (names escaped); none for the whole item."""
+    if not attributes:
+        return {}
+    names = {f"#a{i}": name for i, name in enumerate(attributes)}
+    return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+
+
 def is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -81,22 +89,18 @@ class Catalog:
                 return False
             raise
 
-    async def get_image(self, image_id: str) -> dict[str, Any] | None:
-        response = await self.aws.dynamodb.get_item(
-            TableName=self.images_table, Key={"image_id": {"S": image_id}}, ConsistentRead=True
-        )
-        item = response.get("Item")
-        return from_item(item) if item else None
-
-    async def image_exists(self, image_id: str) -> bool:
-        """Whether the image has a record (reads its key only, not the whole record)."""
+    async def get_image(
+        self, image_id: str, attributes: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        """The image's record (only `attributes` of it when given); None if there is none."""
         response = await self.aws.dynamodb.get_item(
             TableName=self.images_table,
             Key={"image_id": {"S": image_id}},
             ConsistentRead=True,
-            ProjectionExpression="image_id",
+            **_projection(attributes),
         )
-        return "Item" in response
+        item = response.get("Item")
+        return from_item(item) if item else None
 
     async def record_upload(
         self,
@@ -382,13 +386,7 @@ class Catalog:
         """Several image records at once (unknown ids are left out); only `attributes` of
         each when given (a poll for status need not carry every record's metadata)."""
         records: list[dict[str, Any]] = []
-        projection: dict[str, Any] = {}
-        if attributes:
-            names = {f"#a{i}": name for i, name in enumerate(attributes)}
-            projection = {
-                "ProjectionExpression": ", ".join(names),
-                "ExpressionAttributeNames": names,
-            }
+        projection = _projection(attributes)
         for start in range(0, len(image_ids), 100):
             keys: list[dict[str, Any]] = [
                 {"image_id": {"S": image_id}} for image_id in image_ids[start : start + 100]

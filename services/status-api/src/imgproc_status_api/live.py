@@ -242,7 +242,7 @@ class AlbumEvents:
         if event.album_id is not None and event.album_id not in self._watches:
             # Nobody watches its album: only make sure the image exists (else it is poison),
             # without reading the whole record.
-            if not await self.catalog.image_exists(event.image_id):
+            if await self.catalog.get_image(event.image_id, attributes=("image_id",)) is None:
                 raise ValueError(f"announcement for an unknown image {event.image_id}")
             return
         record = await self.catalog.get_image(event.image_id)
