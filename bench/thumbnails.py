@@ -44,7 +44,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from imgproc_thumbnailer.renditions import RenditionSpec, fit_within, render
+from imgproc_thumbnailer.renditions import RenditionSpec, draft, fit_within, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_PHOTOS = REPO_ROOT.parent / "shared" / "corpus" / "photos"
@@ -104,13 +104,10 @@ def run_thumbnail(data: bytes) -> None:
         _save(image)
 
 
-def _decode(data: bytes, size: tuple[int, int] | None) -> Image.Image:
-    """A JPEG drafted to cover size as ours decodes it (merged upsampler); others in full."""
+def _decode(data: bytes, size: tuple[int, int]) -> Image.Image:
+    """A JPEG drafted to cover size with ours' decoder settings (`draft`); others in full."""
     image = Image.open(io.BytesIO(data))
-    if size is not None and image.format in ("JPEG", "MPO"):
-        image.draft("RGB", size)
-        if image.decoderconfig and image.decoderconfig[0] > 1:
-            image.decoderconfig = (image.decoderconfig[0], 1)
+    draft(image, size)
     image.load()
     return image
 

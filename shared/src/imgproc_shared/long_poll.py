@@ -1,14 +1,11 @@
-"""Long-polling a queue until asked to stop: the loop the starter and the status API share, and
-the batched delete and the pause between polls that the stage workers use too.
-
-(Stage workers have their own loop in `worker/runtime.py`: theirs receives only as many
-messages as they have free slots.)
+"""Long-polling a queue until asked to stop: the loop the stage workers, the starter and the
+status API share, with the batched delete and the pause between polls.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,7 +14,7 @@ from imgproc_shared.logging import get_logger
 
 log = get_logger()
 
-_MAX_BATCH = 10  # SQS ReceiveMessage limit
+MAX_BATCH = 10  # SQS ReceiveMessage limit
 
 
 async def receive_batches(
@@ -27,14 +24,25 @@ async def receive_batches(
     *,
     wait_time_s: int,
     pause_s: float = 0.0,
+    batch_size: Callable[[], int] = lambda: MAX_BATCH,
+    **receive_args: Any,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Yield each non-empty batch until `stopping` is set (a poll in progress is abandoned:
-    what it may have taken becomes visible again after the visibility timeout). After a batch
-    that was not full, wait `pause_s` before the next poll, so that it finds several."""
+    what it may have taken becomes visible again after the visibility timeout).
+
+    Each poll asks for `batch_size()` messages (at most 10), read when the poll starts: a
+    worker asks for as many as it has free slots, and polls again only once the loop's body
+    has returned. After a batch smaller than asked for, wait `pause_s` before the next poll,
+    so that it finds several. `receive_args` go to every `ReceiveMessage` as they are.
+    """
     while not stopping.is_set():
+        requested = min(batch_size(), MAX_BATCH)
         receive = asyncio.create_task(
             sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=_MAX_BATCH, WaitTimeSeconds=wait_time_s
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=requested,
+                WaitTimeSeconds=wait_time_s,
+                **receive_args,
             )
         )
         stop = asyncio.create_task(stopping.wait())
@@ -51,7 +59,7 @@ async def receive_batches(
             continue
         if messages:
             yield messages
-            if len(messages) < _MAX_BATCH:
+            if len(messages) < requested:
                 await pause(stopping, pause_s)
 
 

@@ -42,7 +42,7 @@ from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, now_iso
 from imgproc_shared.logging import configure_logging, get_logger
-from imgproc_shared.long_poll import delete_batch, pause
+from imgproc_shared.long_poll import MAX_BATCH, delete_batch, receive_batches
 from imgproc_shared.models import StageTask
 from imgproc_shared.resources import STAGE_QUEUES, ResourceNames, Stage
 from imgproc_shared.settings import Settings, get_settings
@@ -52,7 +52,6 @@ from imgproc_shared.worker.task_token import TaskToken
 T = TypeVar("T")
 Handler = Callable[[StageTask, "WorkContext"], Coroutine[Any, Any, BaseModel]]
 
-_MAX_BATCH = 10  # SQS ReceiveMessage limit
 # Stages whose result the worker stores itself, with its progress, under this attribute: the
 # metadata is wanted as soon as it is known (the workflow stores tags and renditions together,
 # when both are in).
@@ -142,41 +141,26 @@ class Worker:
         concurrency = self.settings.worker_concurrency
         stopping = asyncio.create_task(self._stopping.wait())
         try:
-            while not self._stopping.is_set():
-                free = concurrency - len(self._in_flight)
-                if free <= 0:
-                    await asyncio.wait(
-                        {*self._in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    continue
-                receive = asyncio.create_task(
-                    ctx.aws.sqs.receive_message(
-                        QueueUrl=queue_url,
-                        MaxNumberOfMessages=min(free, _MAX_BATCH),
-                        WaitTimeSeconds=self.settings.wait_time_s,
-                        VisibilityTimeout=self.settings.visibility_timeout_s,
-                        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                    )
-                )
-                await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    # Stopping: a message this poll may still have taken becomes visible again
-                    # after its visibility timeout; nothing is lost.
-                    receive.cancel()
-                    break
-                try:
-                    response = receive.result()
-                except ClientError as exc:
-                    self._log.warning("receive failed", error=str(exc))
-                    await asyncio.sleep(1)  # back off from a failing endpoint before polling again
-                    continue
-                messages = response.get("Messages", [])
+            async for messages in receive_batches(
+                ctx.aws.sqs,
+                queue_url,
+                self._stopping,
+                wait_time_s=self.settings.wait_time_s,
+                pause_s=self.settings.receive_pause_s,
+                # As many as there are free slots: the rest stay in the queue for other workers.
+                batch_size=lambda: concurrency - len(self._in_flight),
+                VisibilityTimeout=self.settings.visibility_timeout_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            ):
                 for message in messages:
                     task = asyncio.create_task(self._handle(ctx, catalog, queue_url, message))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
-                if 0 < len(messages) < min(free, _MAX_BATCH):
-                    await pause(self._stopping, self.settings.receive_pause_s)
+                # No poll while every slot is busy (a stop ends the wait, and the loop).
+                while len(self._in_flight) >= concurrency and not self._stopping.is_set():
+                    await asyncio.wait(
+                        {*self._in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
         finally:
             stopping.cancel()
 
@@ -398,7 +382,7 @@ class _Deletions:
 
     def add(self, receipt: str) -> None:
         self._pending.append(receipt)
-        if len(self._pending) >= _MAX_BATCH:
+        if len(self._pending) >= MAX_BATCH:
             self._send_now()
         elif self._timer is None:
             self._timer = asyncio.create_task(self._send_later())
@@ -410,7 +394,7 @@ class _Deletions:
 
     def _send_now(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             task = asyncio.create_task(self._send(batch))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
