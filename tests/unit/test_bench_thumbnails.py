@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-IMGPROC = Path(sys.executable).parent / "imgproc"
+from stack_process import IMGPROC
+
 PATHS = {"ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview", "bound"}
 
 
