@@ -4,10 +4,12 @@ would leave hanging are answered."""
 from __future__ import annotations
 
 import http.client
+import threading
 import uuid
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from imgproc_cli import moto_speedups
@@ -43,3 +45,66 @@ def test_an_empty_put_with_expect_continue_is_answered(embedded_aws: EmbeddedAws
     assert s3.get_object(Bucket=bucket, Key="empty.jpg")["Body"].read() == b""
     s3.put_object(Bucket=bucket, Key="some.jpg", Body=b"x" * 100_000)
     assert len(s3.get_object(Bucket=bucket, Key="some.jpg")["Body"].read()) == 100_000
+
+
+def test_an_item_update_is_read_whole_or_not_at_all(
+    embedded_aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto applies an UpdateItem's SET actions one by one to the stored item, and a GetItem
+    # serializes the live item: a read between two of them saw some attributes of the update
+    # and not others (found as a PROCESSED image without the renditions written with it).
+    # DynamoDB writes an item atomically; so must the embedded endpoint. Here the update is
+    # held after its first action while a read is made.
+    from moto.dynamodb.parsing.executors import SetExecutor
+
+    dynamodb: Any = boto3.client(
+        "dynamodb", endpoint_url=embedded_aws.endpoint_url, region_name="us-east-1"
+    )
+    table = f"whole-{uuid.uuid4().hex[:12]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    names = {"#a": "a", "#b": "b"}
+    key = {"id": {"S": "one"}}
+
+    def update(version: str) -> None:
+        dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET #a = :v, #b = :v",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":v": {"N": version}},
+        )
+
+    update("1")
+    armed, held, release = threading.Event(), threading.Event(), threading.Event()
+    original = SetExecutor.execute
+
+    def execute_and_hold(self: Any, item: Any) -> None:
+        original(self, item)
+        if armed.is_set():
+            armed.clear()
+            held.set()
+            release.wait(10)
+
+    monkeypatch.setattr(SetExecutor, "execute", execute_and_hold)
+    read: list[dict[str, Any]] = []
+    writer = threading.Thread(target=update, args=("2",))
+    reader = threading.Thread(
+        target=lambda: read.append(dynamodb.get_item(TableName=table, Key=key)["Item"])
+    )
+    armed.set()
+    writer.start()
+    try:
+        assert held.wait(10), "the update never reached its first action"
+        reader.start()
+        reader.join(1.0)  # answered now only if the read does not wait for the update
+    finally:
+        release.set()
+        writer.join(10)
+        reader.join(10)
+        dynamodb.delete_table(TableName=table)
+    assert [(item["a"]["N"], item["b"]["N"]) for item in read] == [("2", "2")], read

@@ -30,11 +30,14 @@ moto computes:
   token, so each callback cost more the longer the server lived; the execution that issued a
   token is now indexed by the token (falling back to the scan for tokens not in the index).
 
-`IMGPROC_MOTO_SPEEDUPS=0` leaves moto as it ships (used only to measure the baseline). One fix
-is installed either way: a `SendTaskHeartbeat` that arrives before the interpreter has started
+`IMGPROC_MOTO_SPEEDUPS=0` leaves moto as it ships (used only to measure the baseline). Two fixes
+are installed either way. A `SendTaskHeartbeat` that arrives before the interpreter has started
 waiting on the task (a fast worker) was refused with `InvalidToken`; AWS accepts it, and so does
-this endpoint now. The request counter is installed either way too: it is what
-`imgproc loadtest` reads (GET `/_imgproc/stats`) to report the AWS API calls per image.
+this endpoint now. And each DynamoDB request is atomic, as on AWS: moto applies an UpdateItem's
+actions one by one to the stored item and serializes a read from the live item, so a concurrent
+GetItem could see part of an update (a PROCESSED image without the renditions written with
+it). The request counter is installed either way too: it is what `imgproc loadtest` reads
+(GET `/_imgproc/stats`) to report the AWS API calls per image.
 Requests that the hosting process makes with its own aiobotocore clients (`imgproc up`'s
 bootstrap, snapshots and queue watching) carry a marker header and are counted apart, as
 housekeeping that AWS would not see.
@@ -61,8 +64,8 @@ _JSONPATH_CACHE_SIZE = 4096
 _EXPRESSION_CACHE_SIZE = 1024
 
 _installed: set[str] = set()
-# Installed either way: measurement, and a fix; not speedups.
-_MEASUREMENT = {"request_counter", "local_origin", "early_heartbeat"}
+# Installed either way: measurement, and fixes; not speedups.
+_MEASUREMENT = {"request_counter", "local_origin", "early_heartbeat", "atomic_dynamodb"}
 _install_lock = threading.Lock()
 
 
@@ -88,6 +91,7 @@ def install(*, speedups: bool | None = None) -> list[str]:
         ("request_counter", _patch_request_counter),
         ("local_origin", _patch_local_origin),
         ("early_heartbeat", _patch_early_heartbeat),
+        ("atomic_dynamodb", _patch_atomic_dynamodb),
     ]
     if speedups:
         patches += [
@@ -560,3 +564,21 @@ def _patch_early_heartbeat() -> None:
         return True
 
     CallbackEndpoint.notify_heartbeat = notify_heartbeat  # type: ignore[method-assign]
+
+
+# Held for each DynamoDB request, over HTTP or in process, from parsing to the serialized
+# answer (a read's item is the live one until then); snapshots hold it to copy an item.
+DYNAMODB_LOCK = threading.RLock()
+
+
+def _patch_atomic_dynamodb() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        with DYNAMODB_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]

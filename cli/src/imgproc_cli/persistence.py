@@ -69,17 +69,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _retrying(read: Callable[[], Any]) -> Any:
-    """`read()`, again if a request thread resized a dict it was iterating."""
-    for attempt in range(_READ_ATTEMPTS):
-        try:
-            return read()
-        except RuntimeError:  # "dictionary changed size during iteration"
-            if attempt == _READ_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
 class InProcessState:
     """One stack's tables and bucket as this process's moto backends hold them.
 
@@ -126,18 +115,17 @@ class InProcessState:
 
         model = self._tables[table]
 
-        def live_items() -> list[Any]:
+        # Each item is copied whole, between requests (`DYNAMODB_LOCK`), as a Scan reads it;
+        # the lock is taken per item, so requests wait at most for one item's copy.
+        with moto_speedups.DYNAMODB_LOCK:
             rows = list(model.items.values())
-            if not model.range_key_attr:
-                return rows
-            return [item for row in rows for item in list(row.values())]
-
-        items = _retrying(live_items)
+            items = rows if not model.range_key_attr else [i for r in rows for i in r.values()]
         # The order of moto's Scan (`Table.all_items`).
         items.sort(key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
 
         def attributes(item: Any) -> dict[str, Any]:
-            converted: dict[str, Any] = _retrying(lambda: _plain(dict(item.attrs), DynamoType))
+            with moto_speedups.DYNAMODB_LOCK:
+                converted: dict[str, Any] = _plain(dict(item.attrs), DynamoType)
             return converted
 
         return [attributes(item) for item in items]
