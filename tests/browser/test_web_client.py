@@ -40,6 +40,29 @@ def photo_card(page: Page, file_name: str) -> Any:
     return gallery.get_by_role("listitem").filter(has=page.get_by_role("img", name=file_name))
 
 
+def test_only_the_sign_in_form_shows_until_signed_in_and_after_sign_out(
+    local_stack: Any, browser: Browser
+) -> None:
+    page = browser.new_page()
+    page.goto(local_stack.api_url)
+    expect(page.get_by_label("Username")).to_be_visible()
+    # Nothing of the signed-in app is on screen (nor usable before the album list is loaded).
+    expect(page.get_by_label("Album name")).to_be_hidden()
+    expect(page.get_by_role("navigation", name="Albums")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+
+    page.get_by_label("Username").fill("gatekeeper")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_label("Album name")).to_be_visible()
+    expect(page.get_by_label("Username")).to_be_hidden()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Username")).to_be_visible()
+    expect(page.get_by_label("Album name")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    page.close()
+
+
 def test_walkthrough_uploads_and_live_results(
     local_stack: Any, browser: Browser, tmp_path: Path
 ) -> None:
