@@ -18,7 +18,6 @@ from helpers import eventually
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.resources import ResourceNames
-from imgproc_status_api.api.routes.executions import summarize_history
 
 from api_harness import ApiHarness, bootstrapped_stack, running_api
 
@@ -187,53 +186,3 @@ async def test_images_that_bypass_the_api_are_discovered_by_the_stream(api: ApiH
         seen = stream.latest("cliimage1")
         assert seen is not None and seen["status"] == "PROCESSING"
         assert seen["file_name"] == "cliimage1.png"
-
-
-def test_history_summary_attributes_parallel_task_events_to_their_states() -> None:
-    t = [datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC) for s in range(10)]
-    events = [
-        {"id": 1, "type": "ExecutionStarted", "timestamp": t[0]},
-        {
-            "id": 2,
-            "type": "ParallelStateEntered",
-            "timestamp": t[0],
-            "previousEventId": 1,
-            "stateEnteredEventDetails": {"name": "Process"},
-        },
-        {
-            "id": 3,
-            "type": "TaskStateEntered",
-            "timestamp": t[1],
-            "previousEventId": 2,
-            "stateEnteredEventDetails": {"name": "Tag"},
-        },
-        {
-            "id": 4,
-            "type": "TaskStateEntered",
-            "timestamp": t[1],
-            "previousEventId": 2,
-            "stateEnteredEventDetails": {"name": "Thumbnail"},
-        },
-        {"id": 5, "type": "TaskScheduled", "timestamp": t[1], "previousEventId": 3},
-        {"id": 6, "type": "TaskScheduled", "timestamp": t[1], "previousEventId": 4},
-        {"id": 7, "type": "TaskSucceeded", "timestamp": t[3], "previousEventId": 6},
-        {
-            "id": 8,
-            "type": "TaskStateExited",
-            "timestamp": t[3],
-            "previousEventId": 7,
-            "stateExitedEventDetails": {"name": "Thumbnail"},
-        },
-        {
-            "id": 9,
-            "type": "TaskFailed",
-            "timestamp": t[4],
-            "previousEventId": 5,
-            "taskFailedEventDetails": {"error": "States.Timeout", "cause": "no heartbeat"},
-        },
-    ]
-    states = {s.name: s for s in summarize_history(events, "RUNNING")}
-    assert states["Thumbnail"].outcome == "succeeded" and states["Thumbnail"].duration_ms == 2000
-    assert states["Tag"].outcome == "failed" and states["Tag"].error == "States.Timeout"
-    assert states["Process"].outcome == "running"
-    assert states["Tag"].attempts == 1 and states["Thumbnail"].attempts == 1
