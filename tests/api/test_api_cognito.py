@@ -137,7 +137,7 @@ async def test_hmac_tokens_and_local_sign_in_are_refused_in_cognito_mode(
     # An HS256 token "signed" with the public key must not pass (algorithm confusion).
     forged = jwt.encode(
         {"sub": "carol", "iss": issuer, "aud": CLIENT_ID, "exp": int(time.time()) + 60},
-        "secret",
+        "an-attacker-chosen-secret-of-32-bytes",
         algorithm="HS256",
         headers={"kid": KID},
     )

@@ -40,3 +40,22 @@ def test_names_come_from_the_prefix() -> None:
     assert execution_arn("arn:aws:states:r:1:stateMachine:demo-ImageProc", "img") == (
         "arn:aws:states:r:1:execution:demo-ImageProc:img"
     )
+
+
+def test_a_short_signing_secret_is_refused_with_its_variable_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imgproc_status_api.auth import LocalTokens
+    from imgproc_status_api.config import ApiSettings
+
+    monkeypatch.setenv("IMGPROC_AUTH_SECRET", "hunter2")
+    with pytest.raises(ValidationError, match="IMGPROC_AUTH_SECRET must be at least 32 bytes"):
+        ApiSettings()
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        LocalTokens("hunter2", 60)
+
+    monkeypatch.setenv("IMGPROC_AUTH_SECRET", "x" * 32)
+    assert ApiSettings().with_secret().auth_secret == "x" * 32
+    monkeypatch.delenv("IMGPROC_AUTH_SECRET")
+    # Unset: a random one, long enough, per process.
+    assert len(ApiSettings().with_secret().auth_secret.encode()) >= 32

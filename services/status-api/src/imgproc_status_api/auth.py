@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import jwt
 
 from imgproc_shared.models import is_valid_id
-from imgproc_status_api.config import ApiSettings
+from imgproc_status_api.config import MIN_SECRET_BYTES, ApiSettings
 from imgproc_status_api.errors import ApiError
 
 LOCAL_ISSUER = "imgproc-local"
@@ -39,8 +39,8 @@ class LocalTokens:
     """HMAC-signed JWTs issued by `POST /api/auth/sign-in` with a username."""
 
     def __init__(self, secret: str, ttl_s: int) -> None:
-        if not secret:
-            raise ValueError("local tokens need a secret")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"local tokens need a secret of at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self.ttl_s = ttl_s
 
