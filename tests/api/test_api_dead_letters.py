@@ -63,12 +63,25 @@ async def test_dead_letters_are_counted_listed_replayed_and_purged(api: ApiHarne
     )
     assert dry.status_code == 200, dry.text
     assert (dry.json()["selected"], dry.json()["moved"]) == (1, 0)
+    # The body's JSON types are the document's: `true` is no count, nor is `"2"`; nothing moves.
+    for wrong in ({"max": True}, {"max": "2"}, {"max": 1.5}, {"max": 2, "limit": 2}):
+        answer = await api.client.post(
+            "/api/operators/dead-letters/tag/replay", json=wrong, headers=headers
+        )
+        assert answer.status_code == 422, (wrong, answer.text)
+        assert answer.json()["code"] == "validation_error"
+    # 2.0 is an integer in JSON Schema.
     moved = await api.client.post(
-        "/api/operators/dead-letters/tag/replay", json={"max": 2}, headers=headers
+        "/api/operators/dead-letters/tag/replay", json={"max": 2.0}, headers=headers
     )
     assert moved.status_code == 200, moved.text
     assert moved.json()["moved"] == 2
 
+    for wrong in ({"confirm": 1}, {"confirm": "true"}):
+        answer = await api.client.post(
+            "/api/operators/dead-letters/tag/purge", json=wrong, headers=headers
+        )
+        assert answer.status_code == 422, (wrong, answer.text)
     refused = await api.client.post(
         "/api/operators/dead-letters/tag/purge", json={"confirm": False}, headers=headers
     )

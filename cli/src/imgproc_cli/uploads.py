@@ -24,7 +24,8 @@ from imgproc_shared.views import image_view
 DEFAULT_USER = "local"
 DEFAULT_ALBUM = "Uploads"
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, as the status API refuses them in names.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class UsageError(Exception):

@@ -4,36 +4,61 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from imgproc_shared.models import IMAGE_ID_PATTERN
 
 Username = Annotated[str, StringConstraints(pattern=IMAGE_ID_PATTERN)]
 # Letters, digits, `-` and `_`: usernames become a segment of S3 keys.
 
-# Anything a person may type as an album name, less control characters; shown escaped.
+# C0 and C1 control characters, and what `str.strip()` removes besides them. Spelled out, as
+# `\s` means three different sets to the server (Rust's regex), the document's readers
+# (ECMA-262) and Python.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+_SPACES = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Anything a person may type, less control characters, with something besides spaces. Checked
+# as sent (the document's limits hold for the text the client wrote), then stored stripped.
+_DISPLAY_TEXT = (
+    rf"^[^{CONTROL_CHARACTERS}]*[^{CONTROL_CHARACTERS}{_SPACES}][^{CONTROL_CHARACTERS}]*$"
+)
+
+# Shown escaped.
 AlbumName = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(min_length=1, max_length=100, pattern=_DISPLAY_TEXT),
+    AfterValidator(str.strip),
 ]
 FileName = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(min_length=1, max_length=255, pattern=_DISPLAY_TEXT),
+    AfterValidator(str.strip),
 ]
 # `type/subtype` of an image; the presigned policy pins the exact value.
 IMAGE_CONTENT_TYPE_PATTERN = r"^image/[A-Za-z0-9][A-Za-z0-9.+-]{0,62}$"
 ImageContentType = Annotated[str, StringConstraints(pattern=IMAGE_CONTENT_TYPE_PATTERN)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RequestBody(BaseModel):
+    """A JSON request body as the document states it: no unknown fields, and no coercion
+    between JSON types (`true` is not the integer 1, `"5"` is not 5)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_numbers(cls, value: object) -> object:
+        # JSON Schema's integer includes 5.0 (a number without a fraction); strict refuses it.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-class SignIn(_Body):
+class SignIn(RequestBody):
     username: Username = Field(description="1–64 letters, digits, '-' or '_'")
 
 
@@ -49,7 +74,7 @@ class TokenOut(BaseModel):
     user: UserOut
 
 
-class AlbumCreate(_Body):
+class AlbumCreate(RequestBody):
     name: AlbumName
 
 
@@ -64,7 +89,7 @@ class AlbumList(BaseModel):
     items: list[AlbumOut]
 
 
-class UploadRequest(_Body):
+class UploadRequest(RequestBody):
     file_name: FileName
     content_type: ImageContentType
     size: int | None = Field(default=None, ge=1, description="bytes, when the client knows")

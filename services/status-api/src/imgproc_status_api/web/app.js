@@ -329,6 +329,14 @@ function guessContentType(file) {
   return { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", gif: "image/gif" }[ext] || "";
 }
 
+// The API refuses control characters in a file name and a name that is only spaces; a file
+// named so on disk still uploads, under the name it shows. Cut by code point, as the API
+// counts (slicing UTF-16 could split a pair).
+function displayName(fileName) {
+  const shown = fileName.replace(/[\x00-\x1f\x7f-\x9f]/g, "").trim();
+  return Array.from(shown).slice(0, 255).join("").trim() || "photo";
+}
+
 async function uploadFiles(files) {
   const album = state.album;
   $("gallery-error").textContent = "";
@@ -344,7 +352,7 @@ async function uploadFiles(files) {
       let grant;
       try {
         grant = await api("POST", `/api/albums/${encodeURIComponent(album.album_id)}/uploads`, {
-          file_name: file.name.slice(0, 255) || "photo",
+          file_name: displayName(file.name),
           content_type: contentType,
           size: file.size || undefined,
         });

@@ -17,6 +17,7 @@ from imgproc_shared.models import IMAGE_ID_PATTERN
 from imgproc_shared.resources import Queue
 from imgproc_status_api.api.deps import ApiState, CurrentOperator, State
 from imgproc_status_api.errors import OPERATOR_RESPONSES, ApiError, ErrorBody, not_found
+from imgproc_status_api.schemas import RequestBody
 
 router = APIRouter(
     prefix="/api/operators/dead-letters", tags=["operators"], responses=OPERATOR_RESPONSES
@@ -56,7 +57,7 @@ class DeadLetterList(BaseModel):
     messages: list[DeadLetterOut]
 
 
-class ReplayIn(BaseModel):
+class ReplayIn(RequestBody):
     max: int | None = Field(default=None, ge=1, description="replay at most this many")
     image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN)
     dry_run: bool = False
@@ -75,7 +76,7 @@ class ReplayOut(BaseModel):
     move_task_handle: str | None
 
 
-class PurgeIn(BaseModel):
+class PurgeIn(RequestBody):
     # `const` documents that only `true` is accepted; `false` is answered 400
     # `confirmation_required`, which tells the caller why.
     confirm: bool = Field(

@@ -18,6 +18,7 @@ from imgproc_shared.resources import incoming_key
 from imgproc_status_api.api.deps import CurrentUser, OwnedAlbum, State
 from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from imgproc_status_api.schemas import (
+    CONTROL_CHARACTERS,
     IMAGE_CONTENT_TYPE_PATTERN,
     ImageOut,
     PresignedPost,
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/api/albums", tags=["uploads"], responses=ERROR_RESPO
 
 _EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 _CONTENT_TYPE = re.compile(IMAGE_CONTENT_TYPE_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 _READ_CHUNK = 1024 * 1024
 
 
@@ -126,7 +127,11 @@ async def request_upload(
     },
 )
 async def upload_image(
-    file: Annotated[UploadFile, File(description="the photo, as an image/* part")],
+    file: Annotated[
+        UploadFile,
+        # minLength: an empty file is refused (422 empty_file), and the document says so.
+        File(description="the photo, as an image/* part", json_schema_extra={"minLength": 1}),
+    ],
     album: OwnedAlbum,
     user: CurrentUser,
     state: State,
