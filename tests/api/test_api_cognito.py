@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -12,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from imgproc_cli.embedded_aws import EmbeddedAws
@@ -128,17 +132,30 @@ async def test_bad_cognito_tokens_are_refused(
     assert response.json()["code"] == code
 
 
+def hs256_token(claims: dict[str, Any], key: bytes) -> str:
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = {"alg": "HS256", "typ": "JWT", "kid": KID}
+    signing_input = f"{part(json.dumps(header).encode())}.{part(json.dumps(claims).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{part(signature)}"
+
+
 async def test_hmac_tokens_and_local_sign_in_are_refused_in_cognito_mode(
     api: ApiHarness, issuer: str
 ) -> None:
     response = await api.client.post("/api/auth/sign-in", json={"username": "carol"})
     assert response.status_code == 400
     assert response.json()["code"] == "sign_in_unavailable"
-    # An HS256 token "signed" with the public key must not pass (algorithm confusion).
-    forged = jwt.encode(
-        {"sub": "carol", "iss": issuer, "aud": CLIENT_ID, "exp": int(time.time()) + 60},
-        "an-attacker-chosen-secret-of-32-bytes",
-        algorithm="HS256",
-        headers={"kid": KID},
+    # Algorithm confusion: an HS256 token whose HMAC key is the public key everyone can fetch
+    # (as PEM and as the JWK's JSON) must not pass. Signed by hand: PyJWT refuses such keys.
+    claims = {"sub": "carol", "iss": issuer, "aud": CLIENT_ID, "exp": int(time.time()) + 60}
+    public_pem = SIGNING_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert (await api.client.get("/api/auth/me", headers=bearer(forged))).status_code == 401
+    public_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(SIGNING_KEY.public_key()).encode()
+    for public_key in (public_pem, public_jwk):
+        forged = hs256_token(claims, public_key)
+        answer = await api.client.get("/api/auth/me", headers=bearer(forged))
+        assert answer.status_code == 401, answer.text

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from imgproc_shared.resources import Queue, ResourceNames, execution_arn, incoming_key
 from imgproc_shared.settings import Settings
+
+from stack_process import IMGPROC
 
 
 def test_defaults_follow_the_reference_design() -> None:
@@ -59,3 +65,23 @@ def test_a_short_signing_secret_is_refused_with_its_variable_named(
     monkeypatch.delenv("IMGPROC_AUTH_SECRET")
     # Unset: a random one, long enough, per process.
     assert len(ApiSettings().with_secret().auth_secret.encode()) >= 32
+
+    # With Cognito the secret signs nothing, so it is not judged.
+    monkeypatch.setenv("IMGPROC_AUTH_SECRET", "hunter2")
+    assert ApiSettings(cognito_issuer="https://idp.example").cognito_enabled
+
+
+def test_imgproc_up_refuses_a_short_signing_secret_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "IMGPROC_HOME": str(tmp_path), "IMGPROC_AUTH_SECRET": "hunter2"}
+    done = subprocess.run(
+        [str(IMGPROC), "up", "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "IMGPROC_AUTH_SECRET must be at least 32 bytes" in done.stderr
+    assert not (tmp_path / "data").exists()

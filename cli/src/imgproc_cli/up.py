@@ -33,7 +33,7 @@ from imgproc_cli.scaler import (
 from imgproc_cli.supervisor import Supervisor, service_specs
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.scaling import local_policy
-from imgproc_shared.settings import Settings
+from imgproc_shared.settings import Settings, check_auth_secret
 
 # Workers get this long to drain; `up` as a whole stops within 15 s.
 _SERVICE_STOP_TIMEOUT_S = 8.0
@@ -174,6 +174,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
         print("need 0 <= --min-workers <= --max-workers, and --max-workers >= 1", file=sys.stderr)
+        return 2
+    try:
+        check_auth_secret(os.environ.get("IMGPROC_AUTH_SECRET", ""))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     data_dir: Path = (args.data_dir or Path(settings.home) / "data").expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

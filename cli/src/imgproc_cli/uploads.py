@@ -16,7 +16,14 @@ from typing import Any
 from imgproc_cli.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, from_item
-from imgproc_shared.models import ImageStatus, is_valid_id
+from imgproc_shared.models import (
+    ALBUM_NAME_MAX,
+    CONTROL_CHARACTERS,
+    FILE_NAME_MAX,
+    ImageStatus,
+    is_valid_display_name,
+    is_valid_id,
+)
 from imgproc_shared.resources import ALBUMS_BY_OWNER_INDEX, ResourceNames, incoming_key
 from imgproc_shared.settings import Settings
 from imgproc_shared.views import image_view
@@ -24,8 +31,7 @@ from imgproc_shared.views import image_view
 DEFAULT_USER = "local"
 DEFAULT_ALBUM = "Uploads"
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
-# C0 and C1 controls, as the status API refuses them in names.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 class UsageError(Exception):
@@ -69,7 +75,7 @@ def _check_paths(paths: list[Path]) -> list[Path]:
 def _display_name(path: Path) -> str:
     # As the status API keeps them: no control characters (a newline or an escape sequence in a
     # file name would otherwise reach terminals and pages), at most 255 characters.
-    return _CONTROL.sub("", path.name).strip()[:255] or "upload"
+    return _CONTROL.sub("", path.name).strip()[:FILE_NAME_MAX].strip() or "upload"
 
 
 def _content_type(path: Path) -> str:
@@ -156,12 +162,16 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
     paths = _check_paths(list(args.paths))
     if not is_valid_id(args.user):
         raise UsageError(f"--user {args.user!r}: use letters, digits, '-' and '_' (max 64)")
-    if not 1 <= len(args.album) <= 100:
-        raise UsageError("--album: 1 to 100 characters")
+    if not is_valid_display_name(args.album, ALBUM_NAME_MAX):
+        raise UsageError(
+            f"--album {args.album!r}: 1 to {ALBUM_NAME_MAX} characters, not only spaces, "
+            "no control characters"
+        )
+    album_name = args.album.strip()  # as the status API stores names
     names = ResourceNames.from_settings(settings)
     async with AwsClients(settings) as aws:
         catalog = Catalog(aws, names)
-        album_id = await _album_id(catalog, aws, args.user, args.album)
+        album_id = await _album_id(catalog, aws, args.user, album_name)
         uploaded: list[tuple[str, str]] = []
         for path in paths:
             image_id = uuid.uuid4().hex

@@ -20,6 +20,25 @@ def is_valid_id(value: str) -> bool:
     return bool(_IMAGE_ID_RE.match(value))
 
 
+# Names people give (albums, files): anything they may type, less C0 and C1 control characters,
+# with something besides spaces, as names are stored stripped. The spaces are what
+# `str.strip()` removes besides the controls, spelled out: `\s` means a different set to the
+# status API's validator (Rust's regex), to its document's readers (ECMA-262) and to Python.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+_SPACES = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+DISPLAY_NAME_PATTERN = (
+    rf"^[^{CONTROL_CHARACTERS}]*[^{CONTROL_CHARACTERS}{_SPACES}][^{CONTROL_CHARACTERS}]*$"
+)
+ALBUM_NAME_MAX = 100
+FILE_NAME_MAX = 255
+_DISPLAY_NAME_RE = re.compile(DISPLAY_NAME_PATTERN)
+
+
+def is_valid_display_name(value: str, max_length: int) -> bool:
+    """Whether `value`, as given (before stripping), is a name the status API accepts."""
+    return len(value) <= max_length and _DISPLAY_NAME_RE.fullmatch(value) is not None
+
+
 class ImageStatus(StrEnum):
     UPLOADING = "UPLOADING"
     PROCESSING = "PROCESSING"

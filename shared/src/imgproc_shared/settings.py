@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         return formats
 
 
+# RFC 7518 3.2: an HS256 key must be at least as long as the hash, 256 bits. The status API
+# signs its local sign-in tokens with IMGPROC_AUTH_SECRET; `imgproc up` checks it before starting.
+MIN_AUTH_SECRET_BYTES = 32
+
+
+def check_auth_secret(secret: str) -> None:
+    """Refuse a set signing secret that is too short for HS256 (unset is fine: one is made)."""
+    if secret and len(secret.encode()) < MIN_AUTH_SECRET_BYTES:
+        raise ValueError(
+            f"IMGPROC_AUTH_SECRET must be at least {MIN_AUTH_SECRET_BYTES} bytes "
+            "(HS256 wants a 256-bit key); unset, a random one is made"
+        )
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# RFC 7518 §3.2: an HS256 key must be at least as long as the hash, 256 bits.
-MIN_SECRET_BYTES = 32
+from imgproc_shared.settings import check_auth_secret
 
 
 class ApiSettings(BaseSettings):
@@ -43,15 +42,12 @@ class ApiSettings(BaseSettings):
     presigned_url_ttl_s: int = Field(default=3600, ge=60)
     upload_url_ttl_s: int = Field(default=900, ge=60)
 
-    @field_validator("auth_secret")
-    @classmethod
-    def _long_enough(cls, value: str) -> str:
-        if value and len(value.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(
-                f"IMGPROC_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes "
-                "(HS256 wants a 256-bit key); unset, a random one is made"
-            )
-        return value
+    @model_validator(mode="after")
+    def _secret_long_enough(self) -> ApiSettings:
+        # Only where it signs: with Cognito, local tokens are neither issued nor accepted.
+        if not self.cognito_enabled:
+            check_auth_secret(self.auth_secret)
+        return self
 
     @field_validator("operators", mode="before")
     @classmethod

@@ -13,31 +13,26 @@ from pydantic import (
     field_validator,
 )
 
-from imgproc_shared.models import IMAGE_ID_PATTERN
+from imgproc_shared.models import (
+    ALBUM_NAME_MAX,
+    DISPLAY_NAME_PATTERN,
+    FILE_NAME_MAX,
+    IMAGE_ID_PATTERN,
+)
 
 Username = Annotated[str, StringConstraints(pattern=IMAGE_ID_PATTERN)]
 # Letters, digits, `-` and `_`: usernames become a segment of S3 keys.
 
-# C0 and C1 control characters, and what `str.strip()` removes besides them. Spelled out, as
-# `\s` means three different sets to the server (Rust's regex), the document's readers
-# (ECMA-262) and Python.
-CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
-_SPACES = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# Anything a person may type, less control characters, with something besides spaces. Checked
-# as sent (the document's limits hold for the text the client wrote), then stored stripped.
-_DISPLAY_TEXT = (
-    rf"^[^{CONTROL_CHARACTERS}]*[^{CONTROL_CHARACTERS}{_SPACES}][^{CONTROL_CHARACTERS}]*$"
-)
-
-# Shown escaped.
+# Checked as sent (the document's limits hold for the text the client wrote), stored stripped,
+# shown escaped.
 AlbumName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100, pattern=_DISPLAY_TEXT),
+    StringConstraints(min_length=1, max_length=ALBUM_NAME_MAX, pattern=DISPLAY_NAME_PATTERN),
     AfterValidator(str.strip),
 ]
 FileName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=255, pattern=_DISPLAY_TEXT),
+    StringConstraints(min_length=1, max_length=FILE_NAME_MAX, pattern=DISPLAY_NAME_PATTERN),
     AfterValidator(str.strip),
 ]
 # `type/subtype` of an image; the presigned policy pins the exact value.

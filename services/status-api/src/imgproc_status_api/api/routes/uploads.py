@@ -14,11 +14,11 @@ from typing import Annotated, Any
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, File, UploadFile
 
+from imgproc_shared.models import CONTROL_CHARACTERS
 from imgproc_shared.resources import incoming_key
 from imgproc_status_api.api.deps import CurrentUser, OwnedAlbum, State
 from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from imgproc_status_api.schemas import (
-    CONTROL_CHARACTERS,
     IMAGE_CONTENT_TYPE_PATTERN,
     ImageOut,
     PresignedPost,
