@@ -104,12 +104,17 @@ def run_thumbnail(data: bytes) -> None:
         _save(image)
 
 
-def _decode(data: bytes, size: tuple[int, int]) -> Image.Image:
-    """A JPEG drafted to cover size with ours' decoder settings (`draft`); others in full."""
+def _decode(data: bytes, target: Callable[[Image.Image], tuple[int, int]]) -> Image.Image:
+    """A JPEG drafted to cover `target(image)` with ours' decoder settings (`draft`); others in
+    full. One open: the floors parse the header once, as ours does."""
     image = Image.open(io.BytesIO(data))
-    draft(image, size)
+    draft(image, target(image))
     image.load()
     return image
+
+
+def _eighth(image: Image.Image) -> tuple[int, int]:
+    return max(1, image.width // 8), max(1, image.height // 8)
 
 
 def _preview_size(image: Image.Image) -> tuple[int, int]:
@@ -118,24 +123,19 @@ def _preview_size(image: Image.Image) -> tuple[int, int]:
 
 
 def run_floor(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as probe:
-        eighth = (max(1, probe.width // 8), max(1, probe.height // 8))
-    _decode(data, eighth)
+    _decode(data, _eighth)
 
 
 def run_floor_preview(data: bytes) -> None:
     """The decode a correct largest rendition needs: draft only as far as it still covers it."""
-    with Image.open(io.BytesIO(data)) as probe:
-        preview = _preview_size(probe)
-    _decode(data, preview)
+    _decode(data, _preview_size)
 
 
 def run_bound(data: bytes) -> None:
     """The preview's decode plus one encode of a preview-sized image: no path can do less."""
-    with Image.open(io.BytesIO(data)) as probe:
-        preview = _preview_size(probe)
-    image = _decode(data, preview)
-    cropped = image.crop((0, 0, *fit_within(image.width, image.height, max(preview))))
+    image = _decode(data, _preview_size)
+    # The draft covers the preview, so a preview-sized crop stands for the resampled preview.
+    cropped = image.crop((0, 0, *_preview_size(image)))
     cropped = cropped if cropped.mode == "RGB" else cropped.convert("RGB")
     cropped.save(io.BytesIO(), "JPEG", quality=QUALITY)
 

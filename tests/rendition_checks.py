@@ -90,3 +90,14 @@ def reference_colours(path: Path) -> Image.Image:
 def means(image: Image.Image) -> list[float]:
     """The mean of each RGB channel."""
     return ImageStat.Stat(image.convert("RGB")).mean
+
+
+def colour_jpeg(size: tuple[int, int], quality: int = 90) -> bytes:
+    """A JPEG with chroma detail (4:2:0, Pillow's default), where upsamplers differ: a
+    gradient, noise, and the gradient turned round."""
+    gradient = Image.linear_gradient("L").resize(size)
+    noise = Image.effect_noise(size, 48)
+    image = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.ROTATE_180)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()

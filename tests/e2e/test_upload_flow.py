@@ -28,6 +28,8 @@ from rendition_checks import (
     reference_colours,
 )
 
+from imgproc_shared.settings import Settings
+from imgproc_thumbnailer.config import ThumbnailSettings
 from imgproc_thumbnailer.renditions import fit_within
 from imgproc_thumbnailer.thumbhash import decode_placeholder
 
@@ -40,7 +42,8 @@ CAT_PHOTO = Path(__file__).parents[1] / "fixtures" / "tagger" / "cat_chelsea.jpg
 CORPUS = sorted(
     {*ORIENTATION_FILES, "orientation_rectangle_2x1_o8.jpg", *FORMAT_FILES, *EXIF_FILES}
 )
-RENDITION_EDGES = (256, 1280)
+# The defaults the stack runs with: the thumbnail's and the preview's long edges.
+RENDITION_EDGES = (Settings(_env_file=None).thumbnail_size, ThumbnailSettings().preview_size)
 PRIVATE_MARKERS = (b"Exif\x00\x00", b"ICC_PROFILE", b"ns.adobe.com/xap", b"Photoshop 3.0")
 
 

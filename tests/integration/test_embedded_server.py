@@ -101,7 +101,8 @@ def test_an_item_update_is_read_whole_or_not_at_all(
     try:
         assert held.wait(10), "the update never reached its first action"
         reader.start()
-        reader.join(1.0)  # answered now only if the read does not wait for the update
+        reader.join(1.0)
+        assert reader.is_alive(), "the read was answered in the middle of the update"
     finally:
         release.set()
         writer.join(10)

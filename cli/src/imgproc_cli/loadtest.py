@@ -38,14 +38,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from imgproc_cli.bootstrap import _queue_arn
 from imgproc_cli.local_stack import read_stack, target_settings
 from imgproc_cli.uploads import UsageError, _album_id, _extension
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import STAGE_ORDER, Catalog
-from imgproc_shared.long_poll import delete_batch, pause
+from imgproc_shared.long_poll import MAX_BATCH, delete_batch, receive_batches
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import ResourceNames, Topic, incoming_key
 from imgproc_shared.settings import Settings
@@ -566,7 +566,6 @@ class _Run:
     total: int
     timeout_s: float
     uploaded: dict[str, float] = field(default_factory=dict)  # image id → monotonic upload start
-    terminal: set[str] = field(default_factory=set)
     observed: dict[str, float] = field(default_factory=dict)  # image id → seconds to terminal
     waiters: dict[str, asyncio.Event] = field(default_factory=dict)
     next_index: int = 0
@@ -574,9 +573,8 @@ class _Run:
     own_requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # the listener's
 
     def ended(self, image_id: str) -> None:
-        if image_id in self.terminal or image_id not in self.uploaded:
+        if image_id in self.observed or image_id not in self.uploaded:
             return
-        self.terminal.add(image_id)
         self.observed[image_id] = time.monotonic() - self.uploaded[image_id]
         self.waiters[image_id].set()
 
@@ -631,18 +629,15 @@ class _Listener:
             return None
 
     async def run(self, run: _Run, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        def each_poll() -> int:
+            # Counted, so the report can tell the workflow's requests from the listener's.
             run.own_requests[("sqs", "ReceiveMessage")] += 1
-            try:
-                response = await self.aws.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                )
-            except (ClientError, BotoCoreError) as exc:
-                # Not the end of the run: the safety poll still sees every image meanwhile.
-                print(f"warning: announcements not received ({exc}); retrying", file=sys.stderr)
-                await pause(stop, 1.0)
-                continue
-            messages = response.get("Messages", [])
+            return MAX_BATCH
+
+        # A failed receive is logged and retried there; the safety poll sees every image anyway.
+        async for messages in receive_batches(
+            self.aws.sqs, self.queue_url, stop, wait_time_s=1, batch_size=each_poll
+        ):
             for message in messages:
                 try:
                     event = json.loads(message["Body"])
@@ -651,10 +646,9 @@ class _Listener:
                     continue  # not an announcement of ours; deleted below all the same
                 if status.terminal:
                     run.ended(str(event.get("image_id")))
-            if messages:
-                receipts = [m["ReceiptHandle"] for m in messages]
-                await delete_batch(self.aws.sqs, self.queue_url, receipts)
-                run.own_requests[("sqs", "DeleteMessageBatch")] += 1
+            receipts = [m["ReceiptHandle"] for m in messages]
+            await delete_batch(self.aws.sqs, self.queue_url, receipts)
+            run.own_requests[("sqs", "DeleteMessageBatch")] += 1
 
     async def close(self) -> None:
         try:
@@ -723,7 +717,7 @@ async def _poller(
     for the progress bar, which it updates every `_POLL_INTERVAL_S`)."""
     last_poll = -math.inf
     while not stop.is_set():
-        pending = [i for i in run.uploaded if i not in run.terminal]
+        pending = [i for i in run.uploaded if i not in run.observed]
         if pending and time.monotonic() - last_poll >= interval_s:
             last_poll = time.monotonic()
             # The status alone: the report reads every whole record once, at the end.
@@ -732,7 +726,7 @@ async def _poller(
             for record in polled:
                 if ImageStatus(record["status"]).terminal:
                     run.ended(record["image_id"])
-        progress.update(len(run.terminal), len(run.uploaded) - len(run.terminal))
+        progress.update(len(run.observed), len(run.uploaded) - len(run.observed))
         try:
             await asyncio.wait_for(stop.wait(), _POLL_INTERVAL_S)
         except TimeoutError:
@@ -839,18 +833,20 @@ async def loadtest(
             for _ in range(min(concurrency, images))
         ]
         try:
-            await asyncio.gather(*uploaders)
-        finally:
-            stop.set()
-            await asyncio.gather(*watchers, return_exceptions=True)
+            try:
+                await asyncio.gather(*uploaders)
+            finally:
+                stop.set()
+                await asyncio.gather(*watchers, return_exceptions=True)
             wall_s = time.monotonic() - started
             stats_after = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
             cpu_after = process_cpu(local_pid) if local_pid else (None, {})
+        finally:
             # Even when an upload failed or the run was interrupted: on AWS a forgotten
             # subscription would go on filling a queue nobody reads.
             if listener is not None:
                 await listener.close()
-        progress.update(len(run.terminal), len(run.uploaded) - len(run.terminal), final=True)
+        progress.update(len(run.observed), len(run.uploaded) - len(run.observed), final=True)
 
         records = {r["image_id"]: r for r in await catalog.get_images(list(run.uploaded))}
         outcomes = [

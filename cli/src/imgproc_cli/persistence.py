@@ -55,7 +55,8 @@ log = get_logger(stage="persistence")
 
 SNAPSHOT_INTERVAL_S = 2.0
 
-# Reads of moto's live dicts that a request thread changed underneath are simply redone.
+# An S3 object that a request thread replaced or deleted while it was read (its buffer closed
+# underneath) is simply read again, as its newest version.
 _READ_ATTEMPTS = 5
 
 

@@ -175,8 +175,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
         print("need 0 <= --min-workers <= --max-workers, and --max-workers >= 1", file=sys.stderr)
         return 2
+    auth_secret = os.environ.get("IMGPROC_AUTH_SECRET") or secrets.token_hex(32)
     try:
-        check_auth_secret(os.environ.get("IMGPROC_AUTH_SECRET", ""))
+        check_auth_secret(auth_secret)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "IMGPROC_RESOURCE_PREFIX": settings.resource_prefix,
             "IMGPROC_TAGGER_BACKEND": tagger,
             "IMGPROC_HOME": str(settings.home),
-            "IMGPROC_AUTH_SECRET": os.environ.get("IMGPROC_AUTH_SECRET") or secrets.token_hex(32),
+            "IMGPROC_AUTH_SECRET": auth_secret,
             "IMGPROC_STOP_TIMEOUT_S": str(
                 min(settings.stop_timeout_s, _SERVICE_STOP_TIMEOUT_S - 2)
             ),

@@ -18,9 +18,8 @@ from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, from_item
 from imgproc_shared.models import (
     ALBUM_NAME_MAX,
-    CONTROL_CHARACTERS,
-    FILE_NAME_MAX,
     ImageStatus,
+    clean_file_name,
     is_valid_display_name,
     is_valid_id,
 )
@@ -31,7 +30,6 @@ from imgproc_shared.views import image_view
 DEFAULT_USER = "local"
 DEFAULT_ALBUM = "Uploads"
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
-_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 class UsageError(Exception):
@@ -70,12 +68,6 @@ def _check_paths(paths: list[Path]) -> list[Path]:
     if problems:
         raise UsageError("; ".join(problems))
     return paths
-
-
-def _display_name(path: Path) -> str:
-    # As the status API keeps them: no control characters (a newline or an escape sequence in a
-    # file name would otherwise reach terminals and pages), at most 255 characters.
-    return _CONTROL.sub("", path.name).strip()[:FILE_NAME_MAX].strip() or "upload"
 
 
 def _content_type(path: Path) -> str:
@@ -184,7 +176,7 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
                 album_id=album_id,
                 bucket=names.bucket,
                 key=key,
-                file_name=_display_name(path),
+                file_name=clean_file_name(path.name),
                 content_type=content_type,
                 size=len(data),
             )

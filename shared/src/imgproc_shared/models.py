@@ -32,11 +32,20 @@ DISPLAY_NAME_PATTERN = (
 ALBUM_NAME_MAX = 100
 FILE_NAME_MAX = 255
 _DISPLAY_NAME_RE = re.compile(DISPLAY_NAME_PATTERN)
+_CONTROL_RE = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def is_valid_display_name(value: str, max_length: int) -> bool:
     """Whether `value`, as given (before stripping), is a name the status API accepts."""
     return len(value) <= max_length and _DISPLAY_NAME_RE.fullmatch(value) is not None
+
+
+def clean_file_name(raw: str | None) -> str:
+    """A display name for an uploaded file, as the API and the CLI keep it: its last path
+    segment without control characters (a newline or an escape sequence would otherwise reach
+    terminals and pages), stripped, at most FILE_NAME_MAX characters; "upload" if none is left."""
+    name = re.split(r"[/\\]", raw or "")[-1]
+    return _CONTROL_RE.sub("", name).strip()[:FILE_NAME_MAX].strip() or "upload"
 
 
 class ImageStatus(StrEnum):

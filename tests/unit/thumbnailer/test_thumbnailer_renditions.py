@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import math
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 from rendition_checks import (
     FORMAT_FILES,
+    IMAGES,
     ORIENTATION_FILES,
+    colour_jpeg,
     mean_abs_diff,
     means,
     reference_colours,
@@ -31,7 +32,6 @@ from imgproc_thumbnailer.renditions import (
 )
 from imgproc_thumbnailer.thumbhash import decode_placeholder, thumbhash_to_average_rgba
 
-IMAGES = Path(__file__).parents[2] / "fixtures" / "images"
 SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
 
 METADATA_FILES = [
@@ -179,18 +179,8 @@ def test_jpeg_decodes_at_reduced_scale() -> None:
     assert decode_for(_jpeg((4096, 2048)), 256, smallest_edge=256).size == (512, 256)
 
 
-def _colour_jpeg(size: tuple[int, int]) -> bytes:
-    """A JPEG with chroma detail (4:2:0, Pillow's default), where upsamplers differ."""
-    gradient = Image.linear_gradient("L").resize(size)
-    noise = Image.effect_noise(size, 48)
-    image = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.ROTATE_180)))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def test_scaled_decodes_trade_only_the_chroma_upsampler() -> None:
-    data = _colour_jpeg((2048, 1024))
+    data = colour_jpeg((2048, 1024))
     fast = decode_for(data, 640, smallest_edge=256)  # 1/2 scale, merged upsampler
     smooth = Image.open(io.BytesIO(data))
     smooth.draft("RGB", fast.size)  # Pillow's default: the smoothing upsampler
@@ -199,7 +189,7 @@ def test_scaled_decodes_trade_only_the_chroma_upsampler() -> None:
     assert fast.tobytes() != smooth.tobytes()
     assert _psnr(fast, smooth) > 38
     # At full scale nothing is traded: the decode is libjpeg's exact one.
-    small = _colour_jpeg((600, 400))
+    small = colour_jpeg((600, 400))
     exact = Image.open(io.BytesIO(small))
     exact.load()
     assert decode_for(small, 1280).tobytes() == exact.tobytes()

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import jwt
 
 from imgproc_shared.models import is_valid_id
-from imgproc_shared.settings import MIN_AUTH_SECRET_BYTES
+from imgproc_shared.settings import check_auth_secret
 from imgproc_status_api.config import ApiSettings
 from imgproc_status_api.errors import ApiError
 
@@ -40,10 +40,9 @@ class LocalTokens:
     """HMAC-signed JWTs issued by `POST /api/auth/sign-in` with a username."""
 
     def __init__(self, secret: str, ttl_s: int) -> None:
-        if len(secret.encode()) < MIN_AUTH_SECRET_BYTES:
-            raise ValueError(
-                f"local tokens need a secret of at least {MIN_AUTH_SECRET_BYTES} bytes"
-            )
+        if not secret:
+            raise ValueError("local tokens need a secret")
+        check_auth_secret(secret)
         self._secret = secret
         self.ttl_s = ttl_s
 

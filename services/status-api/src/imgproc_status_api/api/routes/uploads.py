@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, File, UploadFile
 
-from imgproc_shared.models import CONTROL_CHARACTERS
+from imgproc_shared.models import clean_file_name
 from imgproc_shared.resources import incoming_key
 from imgproc_status_api.api.deps import CurrentUser, OwnedAlbum, State
 from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, ErrorBody
@@ -30,7 +30,6 @@ router = APIRouter(prefix="/api/albums", tags=["uploads"], responses=ERROR_RESPO
 
 _EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 _CONTENT_TYPE = re.compile(IMAGE_CONTENT_TYPE_PATTERN)
-_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 _READ_CHUNK = 1024 * 1024
 
 
@@ -46,13 +45,6 @@ def extension_for(file_name: str, content_type: str) -> str:
     subtype = content_type.split("/", 1)[1].split("+", 1)[0].lower()
     subtype = {"jpeg": "jpg", "pjpeg": "jpg"}.get(subtype, subtype)
     return subtype if _EXTENSION.match(subtype) else "bin"
-
-
-def clean_file_name(raw: str | None) -> str:
-    """A display name for an uploaded file: its last path segment, without control characters."""
-    name = re.split(r"[/\\]", raw or "")[-1]
-    name = _CONTROL.sub("", name).strip()[:255]
-    return name or "upload"
 
 
 @router.post(
