@@ -120,10 +120,31 @@ class ImageMetadata(_Model):
     taken_at: str | None = None
 
 
+class BoundingBox(_Model):
+    """Where an object is, as fractions of the upright image (EXIF orientation applied), as
+    Rekognition's `Instances[].BoundingBox` gives it."""
+
+    left: float = Field(ge=0, le=1)
+    top: float = Field(ge=0, le=1)
+    width: float = Field(ge=0, le=1)
+    height: float = Field(ge=0, le=1)
+
+
+class Instance(_Model):
+    """One occurrence of a label's object in the image."""
+
+    bounding_box: BoundingBox
+    confidence: float = Field(ge=0, le=100)
+
+
 class Label(_Model):
+    """A Rekognition-shaped label: confidence 0–100, coarse parents (Dog → Mammal, Animal), and
+    the boxes of its instances where a detector located them (none for scene-wide labels)."""
+
     name: str
     confidence: float = Field(ge=0, le=100)
     parents: list[str] = Field(default_factory=list)
+    instances: list[Instance] = Field(default_factory=list)
 
 
 class TagResult(_Model):
