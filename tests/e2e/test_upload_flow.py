@@ -39,6 +39,8 @@ pytestmark = pytest.mark.e2e
 
 
 CAT_PHOTO = Path(__file__).parents[1] / "fixtures" / "tagger" / "cat_chelsea.jpg"
+# darknet's sample photo: a person with a dog and a horse.
+PERSON_WITH_DOG = Path(__file__).parents[1] / "fixtures" / "tagger" / "person_dog_horse.jpg"
 CORPUS = sorted(
     {*ORIENTATION_FILES, "orientation_rectangle_2x1_o8.jpg", *FORMAT_FILES, *EXIF_FILES}
 )
@@ -84,8 +86,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "animation.gif",
             "notes.jpg",
             "truncated.jpg",
+            "person_with_dog.jpg",
         )
     }
+    paths["person_with_dog.jpg"].write_bytes(PERSON_WITH_DOG.read_bytes())
     _photo_with_exif_and_gps(paths["camera.jpg"])
     Image.new("RGBA", (300, 200), (10, 120, 200, 255)).save(paths["screenshot.png"], "PNG")
     Image.new("RGB", (64, 48), (200, 30, 30)).save(paths["png_named.jpg"], "PNG")
@@ -173,6 +177,24 @@ def test_photo_with_exif_and_gps_is_processed(results: dict[str, dict[str, Any]]
         served = Image.open(io.BytesIO(response.read()))
     assert served.format == "JPEG" and served.size == (thumbnail["width"], thumbnail["height"])
     assert not served.getexif(), "thumbnails must not carry EXIF (GPS)"
+
+
+def test_a_person_with_a_dog_gets_both_labels_with_boxes_inside_the_image(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    photo = results["person_with_dog.jpg"]
+    assert photo["status"] == "PROCESSED", photo
+    tags = {tag["name"]: tag for tag in photo["tags"]}
+    for name in ("Person", "Dog"):
+        assert name in tags, f"{name} missing from {sorted(tags)}"
+        assert tags[name]["instances"], tags[name]
+        for instance in tags[name]["instances"]:
+            box = instance["bounding_box"]
+            assert 0 <= box["left"] and box["left"] + box["width"] <= 1 + 1e-6, box
+            assert 0 <= box["top"] and box["top"] + box["height"] <= 1 + 1e-6, box
+            assert box["width"] > 0.05 and box["height"] > 0.05, box
+    assert tags["Person"]["parents"] == []
+    assert tags["Dog"]["parents"] == ["Mammal", "Animal"]
 
 
 def test_png_is_processed(results: dict[str, dict[str, Any]]) -> None:

@@ -24,7 +24,7 @@ from imgproc_shared.settings import Settings
 from imgproc_shared.worker import WorkContext, Worker
 from imgproc_status_api.starter import Starter
 from imgproc_tagger import handler as tagger
-from imgproc_tagger.config import get_tagger_settings
+from imgproc_tagger.config import TaggerSettings, get_tagger_settings
 from imgproc_tagger.rekognition import RekognitionBackend
 
 PHOTOS = FIXTURES / "tagger"
@@ -165,7 +165,10 @@ async def test_local_model_labels_real_photos_through_the_workflow(
     assert "Cat" in top_cat, cat["tags"]
     assert cat_labels["Cat"]["parents"] == ["Mammal", "Animal"]
     assert cat_labels["Cat"]["confidence"] >= 80
-    assert all(label["confidence"] >= 60 for label in cat["tags"]["labels"])
+    # The local models' own minimums (tuned on the labelled set) bound every label.
+    local = TaggerSettings()
+    floor = min(local.classifier_min_confidence, local.detector_min_confidence)
+    assert all(label["confidence"] >= floor for label in cat["tags"]["labels"])
 
     assert coffee["status"] == "PROCESSED", coffee
     coffee_labels = {label["name"]: label for label in coffee["tags"]["labels"]}

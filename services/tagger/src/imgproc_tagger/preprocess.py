@@ -70,35 +70,70 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def model_image(data: bytes, max_pixels: int = 100_000_000) -> Image.Image:
-    """Decode `data` to the model's 224×224 RGB input image (oriented, centre-cropped)."""
-    image = _open(data, max_pixels)
-    orientation = 1
+def orientation_of(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent or unreadable)."""
     try:
-        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1))
+        return int(image.getexif().get(_ORIENTATION_TAG, 1))
     except Exception:  # malformed EXIF never fails an image
-        orientation = 1
+        return 1
+
+
+def upright(pixels: Image.Image, orientation: int) -> Image.Image:
+    """`pixels` as stored turned upright by the EXIF `orientation`."""
+    return pixels.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else pixels
+
+
+def decode_small(data: bytes, max_pixels: int, min_side: int) -> tuple[Image.Image, int]:
+    """Decode `data` to RGB no smaller than `min_side` on its short side (where the photo is),
+    as cheaply as possible, and read its EXIF orientation; the pixels stay as stored.
+
+    JPEGs use draft mode (decode-time DCT scaling); other formats are box-reduced after the
+    decode, which is cheap next to resizing the full image for each model.
+    """
+    image = _open(data, max_pixels)
+    orientation = orientation_of(image)
     try:
         if image.format in ("JPEG", "MPO"):
-            # Ask for a size whose centre crop is still >= 224 after the DCT scaling.
-            image.draft("RGB", (RESIZE_SIZE, RESIZE_SIZE))
+            image.draft("RGB", (min_side, min_side))
         image.load()
         rgb = to_rgb(image)
-        small = rgb.resize(
-            (INPUT_SIZE, INPUT_SIZE),
-            Image.Resampling.BICUBIC,
-            box=_centre_crop_box(*rgb.size),
-            # Box-reduce first where the source is far larger (a PNG, no draft mode): much
-            # faster, and what Pillow does for thumbnails.
-            reducing_gap=2.0,
-        )
+        factor = min(rgb.size) // min_side
+        if factor >= 2:
+            rgb = rgb.reduce(factor)
     except errors.TaskError:
         raise
     except Exception as exc:  # OSError (truncated), ValueError, SyntaxError, ...
         raise errors.CorruptImage(f"the image cannot be decoded: {exc}") from exc
+    return rgb, orientation
+
+
+def classifier_image(rgb: Image.Image, orientation: int) -> Image.Image:
+    """The classifier's 224×224 input image from a decoded photo: centre crop, upright."""
+    small = rgb.resize(
+        (INPUT_SIZE, INPUT_SIZE),
+        Image.Resampling.BICUBIC,
+        box=_centre_crop_box(*rgb.size),
+        # Box-reduce first where the source is far larger: much faster, as Pillow's thumbnails.
+        reducing_gap=2.0,
+    )
+    # Rotating a centred square crop is the same as cropping the rotated image.
     if orientation in _TRANSPOSE:
         small = small.transpose(_TRANSPOSE[orientation])
     return small
+
+
+def classifier_sample(rgb: Image.Image, orientation: int) -> np.ndarray[Any, Any]:
+    """A decoded photo → the classifier's (3, 224, 224) float32 input."""
+    return normalize(classifier_image(rgb, orientation))
+
+
+def model_image(data: bytes, max_pixels: int = 100_000_000) -> Image.Image:
+    """Decode `data` to the classifier's 224×224 RGB input image (oriented, centre-cropped)."""
+    rgb, orientation = decode_small(data, max_pixels, min_side=RESIZE_SIZE)
+    try:
+        return classifier_image(rgb, orientation)
+    except Exception as exc:  # a decode that failed late
+        raise errors.CorruptImage(f"the image cannot be decoded: {exc}") from exc
 
 
 def normalize(image: Image.Image) -> np.ndarray[Any, Any]:

@@ -9,9 +9,9 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from imgproc_shared import errors
-from imgproc_shared.models import Label, StageTask
+from imgproc_shared.models import BoundingBox, Instance, Label, StageTask
 from imgproc_shared.worker.runtime import WorkContext
-from imgproc_tagger.preprocess import to_rgb
+from imgproc_tagger.preprocess import orientation_of, to_rgb, upright
 
 # Rekognition's own limits: an S3 object up to 15 MB, inline bytes up to 5 MB. Larger uploads
 # (we accept up to 50 MiB) are sent as a downscaled JPEG instead.
@@ -25,6 +25,31 @@ _TRANSIENT_CODES = {
 }
 
 
+def _fraction(value: Any) -> float:
+    return round(min(max(float(value), 0.0), 1.0), 4)
+
+
+def instances_from_response(item: dict[str, Any]) -> list[Instance]:
+    """Rekognition's `Instances` of one label → ours (boxes are already in the upright frame:
+    Rekognition applies a JPEG's EXIF orientation, and inline images are sent upright)."""
+    instances = []
+    for instance in item.get("Instances", []):
+        box = instance.get("BoundingBox") or {}
+        left, top = _fraction(box.get("Left", 0.0)), _fraction(box.get("Top", 0.0))
+        instances.append(
+            Instance(
+                bounding_box=BoundingBox(
+                    left=left,
+                    top=top,
+                    width=min(_fraction(box.get("Width", 0.0)), 1.0 - left),
+                    height=min(_fraction(box.get("Height", 0.0)), 1.0 - top),
+                ),
+                confidence=round(float(instance.get("Confidence", item["Confidence"])), 3),
+            )
+        )
+    return instances
+
+
 def labels_from_response(
     response: dict[str, Any], *, max_labels: int, min_confidence: float
 ) -> list[Label]:
@@ -35,6 +60,7 @@ def labels_from_response(
             name=item["Name"],
             confidence=round(float(item["Confidence"]), 3),
             parents=[parent["Name"] for parent in item.get("Parents", [])],
+            instances=instances_from_response(item),
         )
         for item in response.get("Labels", [])
         if float(item.get("Confidence", 0.0)) >= min_confidence
@@ -47,7 +73,7 @@ def downscaled_jpeg(data: bytes, edge: int = _INLINE_EDGE) -> bytes:
     """A JPEG of at most `edge` px on its long side, small enough to send inline."""
     with Image.open(io.BytesIO(data)) as image:
         image.draft("RGB", (edge, edge))
-        small = to_rgb(image)
+        small = upright(to_rgb(image), orientation_of(image))
         small.thumbnail((edge, edge), Image.Resampling.BICUBIC)
         out = io.BytesIO()
         small.save(out, "JPEG", quality=85)

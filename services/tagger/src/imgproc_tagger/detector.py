@@ -1,0 +1,223 @@
+"""The local object detector: NanoDet (COCO-80, 416 px) on onnxruntime, with boxes.
+
+The ONNX file ships in this package (`data/nanodet-coco.onnx`, made by
+`services/tagger/scripts/convert_nanodet.py`; see `data/NANODET-LICENSE.md`). The whole image is
+resized to 416×416 (no letterbox), so a box's fractions of the input are fractions of the image.
+
+The model's outputs, per stride 8, 16 and 32 (52², 26², 13² cells in row-major order): 80
+sigmoid class scores per cell, and a box as four distributions of 11 bins (Generalized Focal
+Loss) for the distances from the cell's point to the left, top, right and bottom edges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from imgproc_tagger.classifier import ModelUnavailable, choose_providers
+from imgproc_tagger.config import TaggerSettings
+
+INPUT_SIZE = 416
+DETECTOR_SIZE = INPUT_SIZE  # the side of the square the whole image is resized to
+INPUT_NAME = "image"
+STRIDES = (8, 16, 32)
+SCORE_OUTPUTS = tuple(f"scores_{stride}" for stride in STRIDES)
+BOX_OUTPUTS = tuple(f"boxes_{stride}" for stride in STRIDES)
+# Each box side is a distribution over 0..REG_MAX strides.
+REG_MAX = 10
+# The packaged model as convert_nanodet.py writes it: a damaged install is refused.
+MODEL_SHA256 = "04527ca658469759134e2ba62d756e5194a7fb50085648ce07b4bb3904fdd5c2"
+MODEL_RESOURCE = "data/nanodet-coco.onnx"
+
+# NanoDet's (GFL head's) point for a cell: its centre, as the upstream decoder has it; checked
+# on real photos (a mirrored photo gives mirrored boxes with it, a stride apart without it).
+CELL_OFFSET = 0.5
+
+# BGR order, as the model was trained (OpenCV images).
+_MEAN_BGR = np.array([103.53, 116.28, 123.675], dtype=np.float32)
+_STD_BGR = np.array([57.375, 57.12, 58.395], dtype=np.float32)
+
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
+    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object: its COCO class, score 0–1, and box as fractions of the image, clipped to 0–1."""
+
+    class_index: int
+    name: str
+    score: float
+    box: tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def detector_input(image: Image.Image) -> Array:
+    """An RGB image of any size → the model's (1, 3, 416, 416) float32 input."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    # reducing_gap: a large photo is first shrunk by an integer factor (fast), then resampled.
+    resized = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    bgr = np.asarray(resized, dtype=np.float32)[:, :, ::-1]
+    normalised = (bgr - _MEAN_BGR) / _STD_BGR
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1)[np.newaxis])
+
+
+def _cell_points(stride: int) -> Array:
+    """(cells, 2) x, y of each cell's point in input pixels, row-major as the model emits them."""
+    side = INPUT_SIZE // stride
+    ys, xs = np.divmod(np.arange(side * side), side)
+    return (np.stack([xs, ys], axis=1).astype(np.float32) + CELL_OFFSET) * stride
+
+
+def decode(
+    scores: Sequence[Array], box_bins: Sequence[Array], score_threshold: float
+) -> list[Detection]:
+    """The model's raw outputs → detections over the threshold (one per cell and class), no NMS.
+
+    `scores[i]`: (cells, 80) or (1, cells, 80) sigmoid scores for stride STRIDES[i];
+    `box_bins[i]`: (cells, 44) or (1, cells, 44) logits, 11 bins each for left, top, right, bottom.
+    """
+    if len(scores) != len(STRIDES) or len(box_bins) != len(STRIDES):
+        raise ValueError(f"expected {len(STRIDES)} score and box arrays")
+    bins = np.arange(REG_MAX + 1, dtype=np.float32)
+    found: list[Detection] = []
+    for stride, level_scores, level_bins in zip(STRIDES, scores, box_bins, strict=True):
+        level_scores = np.asarray(level_scores).reshape(-1, len(COCO_CLASSES))
+        cells, classes = np.nonzero(level_scores >= score_threshold)
+        if cells.size == 0:
+            continue
+        logits = np.asarray(level_bins, dtype=np.float32).reshape(-1, 4, REG_MAX + 1)[cells]
+        logits = logits - logits.max(axis=2, keepdims=True)
+        weights = np.exp(logits)
+        distances = (weights @ bins) / weights.sum(axis=2) * stride  # (n, 4)
+        points = _cell_points(stride)[cells]
+        corners = np.concatenate([points - distances[:, :2], points + distances[:, 2:]], axis=1)
+        corners = np.clip(corners / INPUT_SIZE, 0.0, 1.0)
+        for cell_box, class_index, score in zip(
+            corners.tolist(), classes.tolist(), level_scores[cells, classes].tolist(), strict=True
+        ):
+            found.append(
+                Detection(class_index, COCO_CLASSES[class_index], float(score), tuple(cell_box))
+            )
+    return found
+
+
+def box_iou(box: Array, others: Array) -> Array:
+    """Intersection over union of `box` with each of `others` ((N, 4) left, top, right, bottom)."""
+    left = np.maximum(box[0], others[:, 0])
+    top = np.maximum(box[1], others[:, 1])
+    right = np.minimum(box[2], others[:, 2])
+    bottom = np.minimum(box[3], others[:, 3])
+    overlap = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    union = area + areas - overlap
+    return np.where(union > 0, overlap / np.where(union > 0, union, 1), 0.0)
+
+
+def nms(detections: Sequence[Detection], iou: float = 0.5) -> list[Detection]:
+    """Per-class non-maximum suppression: the best-scoring box of each overlapping group stays.
+
+    The result is ordered by score, highest first.
+    """
+    ordered = sorted(detections, key=lambda d: d.score, reverse=True)
+    if not ordered:
+        return []
+    boxes = np.array([d.box for d in ordered], dtype=np.float64)
+    classes = np.array([d.class_index for d in ordered])
+    suppressed = np.zeros(len(ordered), dtype=bool)
+    for index in range(len(ordered)):
+        if suppressed[index]:
+            continue
+        later = np.arange(index + 1, len(ordered))
+        later = later[(classes[later] == classes[index]) & ~suppressed[later]]
+        if later.size:
+            suppressed[later[box_iou(boxes[index], boxes[later]) > iou]] = True
+    return [d for d, gone in zip(ordered, suppressed, strict=True) if not gone]
+
+
+def _packaged_model() -> bytes:
+    try:
+        model = resources.files("imgproc_tagger").joinpath(MODEL_RESOURCE).read_bytes()
+    except OSError as exc:
+        raise ModelUnavailable(f"the packaged detector model is missing: {exc}") from exc
+    digest = hashlib.sha256(model).hexdigest()
+    if digest != MODEL_SHA256:
+        raise ModelUnavailable(
+            f"the packaged detector model is damaged (sha256 {digest[:12]}…, expected "
+            f"{MODEL_SHA256[:12]}…): reinstall imgproc-tagger"
+        )
+    return model
+
+
+class Detector:
+    """One onnxruntime session over NanoDet: a PIL image in, COCO detections out."""
+
+    def __init__(self, model: bytes, *, providers: list[str], intra_op_threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(model, options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelUnavailable(f"onnxruntime cannot load the detector model: {exc}") from exc
+        names = {output.name for output in self._session.get_outputs()}
+        missing = set(SCORE_OUTPUTS + BOX_OUTPUTS) - names
+        if missing:
+            raise ModelUnavailable(f"the detector model lacks the outputs {sorted(missing)}")
+        self.providers: list[str] = self._session.get_providers()
+
+    def raw_outputs(self, batch: Array) -> tuple[list[Array], list[Array]]:
+        """Per-stride scores and box bins for a (1, 3, 416, 416) input."""
+        if batch.shape != (1, 3, INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(f"expected (1, 3, {INPUT_SIZE}, {INPUT_SIZE}), got {batch.shape}")
+        outputs = self._session.run(
+            list(SCORE_OUTPUTS + BOX_OUTPUTS), {INPUT_NAME: batch.astype(np.float32)}
+        )
+        return outputs[: len(STRIDES)], outputs[len(STRIDES) :]
+
+    def detect(self, image: Image.Image, score_threshold: float = 0.35) -> list[Detection]:
+        """The objects in the image, best first, after per-class NMS."""
+        scores, box_bins = self.raw_outputs(detector_input(image))
+        return nms(decode(scores, box_bins, score_threshold))
+
+
+def load_detector_model(settings: TaggerSettings) -> bytes:
+    """The detector's ONNX bytes: the override file when set, else the packaged model."""
+    if settings.detector_path is None:
+        return _packaged_model()
+    try:
+        return settings.detector_path.read_bytes()
+    except OSError as exc:
+        raise ModelUnavailable(
+            f"cannot read the detector model {settings.detector_path}: {exc}"
+        ) from exc
+
+
+def open_detector(settings: TaggerSettings) -> Detector:
+    """Load the detector model and open a session on the chosen provider."""
+    return Detector(
+        load_detector_model(settings),
+        providers=choose_providers(settings.execution_provider),
+        intra_op_threads=settings.intra_op_threads,
+    )
