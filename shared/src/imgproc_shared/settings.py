@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     task_heartbeat_s: int = Field(default=300, ge=1)
     max_receive_count: int = Field(default=5, ge=1)
 
-    tagger_backend: str = "rekognition"  # "rekognition" on AWS, "local" on one machine
+    # "local" (the shipped models, on one machine and on Fargate by default) or "rekognition".
+    tagger_backend: str = "local"
     tagger_max_labels: int = Field(default=10, ge=1, le=1000)
     tagger_min_confidence: float = Field(default=60.0, ge=0, le=100)
 
