@@ -99,6 +99,14 @@ async def test_health_and_openapi_need_no_token(api: ApiHarness) -> None:
     # Validation errors are documented with the API's own error body, not FastAPI's default.
     create = spec["paths"]["/api/albums"]["post"]["responses"]["422"]
     assert create["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    # Labels document their instances' boxes, as fractions of the upright image.
+    schemas = spec["components"]["schemas"]
+    instance_ref = schemas["LabelOut"]["properties"]["instances"]["items"]["$ref"]
+    instance = schemas[instance_ref.rsplit("/", 1)[-1]]
+    box = schemas[instance["properties"]["bounding_box"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(box["required"]) == {"left", "top", "width", "height"}
+    assert all(box["properties"][side]["maximum"] == 1 for side in box["required"])
+    assert instance["properties"]["confidence"]["maximum"] == 100
 
 
 async def test_unknown_routes_and_methods_answer_json_errors(api: ApiHarness) -> None:

@@ -29,6 +29,10 @@ from imgproc_infra.config import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The tagger's models beside its code: package data, installed with the package into the image's
+# virtual environment (the EfficientNet graph is built in the `tagger-model` stage instead).
+TAGGER_DATA = Path("services/tagger/src/imgproc_tagger/data")
+DETECTOR = TAGGER_DATA / "nanodet-coco.onnx"
 
 
 def find_uv() -> str:
@@ -153,6 +157,26 @@ def test_status_api_image_has_the_health_check_ecs_uses() -> None:
     assert command == "[" + ", ".join(f'"{part}"' for part in HEALTHCHECK_COMMAND) + "]"
 
 
+def test_dockerignore_keeps_the_tagger_models_in_the_build_context(
+    synthesized: Synthesized,
+) -> None:
+    from aws_cdk import IgnoreStrategy
+
+    patterns = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    ignore = IgnoreStrategy.docker(str(REPO_ROOT), patterns)
+    # By name, whether or not the file is in this checkout yet.
+    assert not ignore.ignores(str(REPO_ROOT / DETECTOR))
+    assert ignore.ignores(str(REPO_ROOT / "tests" / "fixtures" / "photo.jpg"))
+    # And every data file of this checkout reaches the tagger's build context.
+    (tagger,) = [i for i in SERVICE_IMAGES if i.service == "tagger"]
+    context = asset_dir(synthesized, tagger)
+    data_files = [f.relative_to(REPO_ROOT) for f in (REPO_ROOT / TAGGER_DATA).rglob("*")]
+    assert data_files
+    for relative in data_files:
+        if (REPO_ROOT / relative).is_file():
+            assert (context / relative).is_file(), f"{relative} is not in the build context"
+
+
 def install_command(image: ServiceImage) -> list[str]:
     """The last `uv sync` of the build stage, as the Dockerfile runs it for this image."""
     (build,) = [s for s in STAGES.values() if s.name == "build"]
@@ -210,6 +234,11 @@ def test_install_step_replayed_from_the_asset_imports_the_entry_point(
     assert not (site / "imgproc_cli").exists() and not (site / "aws_cdk").exists()
 
     if image.service == "tagger":
+        # The package data (label map, NanoDet detector) is installed with the package.
+        installed = site / "imgproc_tagger" / "data"
+        for source in (REPO_ROOT / TAGGER_DATA).iterdir():
+            if source.is_file():
+                assert (installed / source.name).is_file(), f"{source.name} is not installed"
         models = tmp_path / "models"
         command = model_build_command().replace("/app/.venv/bin/python", str(python))
         result = subprocess.run(

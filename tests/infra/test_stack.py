@@ -19,15 +19,26 @@ from imgproc_shared.resources import (
     Topic,
 )
 from imgproc_shared.scaling import POLICIES
-from imgproc_shared.workflow import WorkflowTargets, build_definition, happy_path_states
+from imgproc_shared.workflow import (
+    WorkflowTargets,
+    build_definition,
+    build_retag_definition,
+    happy_path_states,
+    retag_state_machine_name,
+)
 
-from .conftest import CDK_MISSING, PREFIX, Synthesized, resolve_join
+from .conftest import CDK_MISSING, PREFIX, EffectiveTemplate, Synthesized, resolve_join
 
 pytest.importorskip("aws_cdk", reason=CDK_MISSING)
 
 from aws_cdk.assertions import Match
 
-from imgproc_infra.config import STATUS_API_IMAGE, WORKER_IMAGES, workflow_limits
+from imgproc_infra.config import (
+    STATUS_API_IMAGE,
+    TAGGER_BACKENDS,
+    WORKER_IMAGES,
+    workflow_limits,
+)
 
 NAMES = ResourceNames(PREFIX)
 
@@ -195,9 +206,13 @@ def test_subscriptions_deliver_raw_messages_with_the_shared_filter_policies(
 
 
 def test_state_machine_runs_the_definition_the_local_stack_runs(synthesized: Synthesized) -> None:
-    (machine,) = synthesized.resources("AWS::StepFunctions::StateMachine").values()
-    props = machine["Properties"]
-    assert props["StateMachineName"] == NAMES.state_machine
+    machines = {
+        m["Properties"]["StateMachineName"]: m["Properties"]
+        for m in synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    }
+    retag_name = retag_state_machine_name(NAMES.prefix)
+    assert set(machines) == {NAMES.state_machine, retag_name}
+    props = machines[NAMES.state_machine]
     assert props.get("StateMachineType", "STANDARD") == "STANDARD"
     rendered = json.loads(resolve_join(props["DefinitionString"]))
 
@@ -213,6 +228,9 @@ def test_state_machine_runs_the_definition_the_local_stack_runs(synthesized: Syn
     expected = build_definition(placeholders, workflow_limits(synthesized.settings))
     assert rendered == expected
     assert len(happy_path_states(rendered)) == 7
+    # Re-tagging (imgproc_shared.retag) runs on its own machine, so ImageProc keeps its 7.
+    retag = json.loads(resolve_join(machines[retag_name]["DefinitionString"]))
+    assert retag == build_retag_definition(placeholders, workflow_limits(synthesized.settings))
 
 
 def test_infra_renders_the_same_workflow_limits_as_the_local_bootstrap(
@@ -254,14 +272,10 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def policy_statements(synth: Synthesized, role_id: str) -> list[dict[str, Any]]:
-    """Every statement of the inline policies attached to one role."""
-    return [
-        statement
-        for policy in synth.resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
+def policy_statements(synth: Synthesized, role_id: str, **parameters: str) -> list[dict[str, Any]]:
+    """Every statement that applies to one role as deployed with these parameters (else the
+    defaults): its inline policies and the policies attached to it."""
+    return EffectiveTemplate(synth.template, **parameters).role_statements(role_id)
 
 
 DATA_SERVICES = ("s3:", "sqs:", "sns:", "dynamodb:", "states:", "kms:")
@@ -276,9 +290,12 @@ def task_roles(synth: Synthesized) -> dict[str, str]:
     return roles
 
 
-def test_no_task_role_grants_a_data_action_on_every_resource(synthesized: Synthesized) -> None:
+@pytest.mark.parametrize("backend", TAGGER_BACKENDS)
+def test_no_task_role_grants_a_data_action_on_every_resource(
+    synthesized: Synthesized, backend: str
+) -> None:
     for service, role_id in task_roles(synthesized).items():
-        statements = policy_statements(synthesized, role_id)
+        statements = policy_statements(synthesized, role_id, TaggerBackend=backend)
         assert statements, service
         for statement in statements:
             actions = as_list(statement["Action"])
@@ -319,7 +336,9 @@ def test_each_worker_touches_only_its_own_queue_and_prefixes(synthesized: Synthe
             "states:SendTaskFailure",
             "states:SendTaskHeartbeat",
         } <= actions
-        assert ("rekognition:DetectLabels" in actions) == (image.service == "tagger")
+        # With the default backend (local) no worker may call Rekognition; the tagger's grant
+        # under TaggerBackend=rekognition: test_tagger_backend.py.
+        assert not [a for a in actions if a.startswith("rekognition:")], image.service
         assert {a for a in actions if a.startswith("dynamodb:")} == {
             "dynamodb:GetItem",
             "dynamodb:UpdateItem",
@@ -349,7 +368,7 @@ def test_every_service_runs_its_image_with_settings_logs_and_a_drain_timeout(
         container = container_of(synthesized, image.service)
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
         assert env["IMGPROC_RESOURCE_PREFIX"] == PREFIX
-        assert env["IMGPROC_TAGGER_BACKEND"] == "rekognition"
+        assert env["IMGPROC_TAGGER_BACKEND"] == {"Ref": "TaggerBackend"}
         assert env["IMGPROC_REGION"] == {"Ref": "AWS::Region"}
         assert "Ref" in env["IMGPROC_STATE_MACHINE_ARN"]
         assert container["Command"] == image.command

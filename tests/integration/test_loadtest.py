@@ -1,30 +1,33 @@
-"""`imgproc loadtest` against the stack as `make up` starts it: nothing lost, nothing doubled."""
+"""`imgproc loadtest` against the stack as `make up` starts it: nothing lost, nothing doubled,
+and the cost of the tagger backend that stack runs."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
-from stack_process import IMGPROC, REPO_ROOT, RunningStack
+from stack_process import IMGPROC, REPO_ROOT, RunningStack, start_stack
 
 
-def test_loadtest_reports_a_clean_run(local_stack: RunningStack) -> None:
+def run_loadtest(stack: RunningStack, images: int, concurrency: int) -> tuple[dict[str, Any], str]:
+    """The JSON report and the progress (stderr) of one run against `stack`."""
     result = subprocess.run(
         [
             str(IMGPROC),
             "loadtest",
             "--images",
-            "10",
+            str(images),
             "--concurrency",
-            "4",
+            str(concurrency),
             "--size",
             "640x480",
             "--timeout",
             "60",
             "--json",
         ],
-        env=local_stack.env(),
+        env=stack.env(),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -32,8 +35,13 @@ def test_loadtest_reports_a_clean_run(local_stack: RunningStack) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report: dict[str, Any] = json.loads(result.stdout)
+    return report, result.stderr
+
+
+def test_loadtest_reports_a_clean_run(local_stack: RunningStack) -> None:
+    report, progress = run_loadtest(local_stack, images=10, concurrency=4)
     # The progress bar goes to stderr, never into the JSON.
-    assert "10/10 terminal" in result.stderr
+    assert "10/10 terminal" in progress
 
     assert report["images"] == 10
     assert report["lost"] == 0 and report["lost_image_ids"] == []
@@ -65,7 +73,30 @@ def test_loadtest_reports_a_clean_run(local_stack: RunningStack) -> None:
 
     assert set(report["worker_cpu_s"]) >= {"extractor", "tagger", "thumbnailer"}
     assert report["worker_cpu_s_per_image"] > 0
+    assert report["worker_cpu_source"].startswith("measured")
     assert report["embedded_aws_cpu_s"] > 0
     cost = report["cost_usd_per_1000_images"]
     assert cost["stepfunctions"] == 0.175  # 7 transitions at $0.025 per 1,000
     assert cost["total"] >= sum(v for k, v in cost.items() if k != "total") - 1e-4
+
+    # `make up` runs the local models: their price is the workers' CPU time, no Rekognition.
+    assert report["tagger_backend"]["priced"] == "local"
+    assert "imgproc up --tagger" in report["tagger_backend"]["from"]
+    assert "rekognition.DetectLabels" not in per_image
+    assert cost["rekognition"] == 0.0
+    assert cost["fargate"] > 0
+
+
+def test_loadtest_prices_rekognition_where_the_stack_tags_with_it(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path / "home", tagger="rekognition")
+    try:
+        report, _ = run_loadtest(stack, images=4, concurrency=2)
+    finally:
+        stack.stop()
+    assert report["statuses"] == {"PROCESSED": 4}
+    assert report["tagger_backend"]["priced"] == "rekognition"
+    # The endpoint counted one DetectLabels per image: $1.00 per 1,000 images.
+    assert report["api_calls"]["per_image"]["rekognition.DetectLabels"] == 1.0
+    cost = report["cost_usd_per_1000_images"]
+    assert cost["rekognition"] == 1.0
+    assert cost["total"] > 1.0

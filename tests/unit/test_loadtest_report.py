@@ -19,6 +19,7 @@ from imgproc_cli.loadtest import (
     cpu_delta,
     distribution,
     generated_photos,
+    modelled_cpu_seconds,
     modelled_requests,
     parse_size,
     parse_time,
@@ -28,6 +29,7 @@ from imgproc_cli.loadtest import (
     summarize,
     synthetic_photo,
 )
+from imgproc_cli.uploads import UsageError
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -160,8 +162,51 @@ def test_cost_model_at_list_prices() -> None:
         "dynamodb": 0.0,
         "s3": 0.0,
         "fargate": 0.0,
+        "rekognition": 0.0,
         "total": 0.0,
     }
+
+
+def test_cost_prices_the_tagger_backend_the_stack_uses() -> None:
+    # Rekognition: each DetectLabels call, $1.00 per 1,000 images.
+    rekognition = modelled_requests(1, tagger_backend="rekognition")
+    assert rekognition["rekognition"] == {"DetectLabels": 1}
+    per_image = calls_per_image(rekognition, 1)
+    cpu = sum(modelled_cpu_seconds(1, "rekognition").values())
+    with_rekognition = cost_per_1000(per_image, 7.0, cpu)
+    assert with_rekognition["rekognition"] == pytest.approx(1.0)
+    # Local: no call to price; the tagger's models are Fargate CPU time instead.
+    local = modelled_requests(1, tagger_backend="local")
+    assert "rekognition" not in local
+    local_cpu = modelled_cpu_seconds(1, "local")
+    assert local_cpu["tagger"] > modelled_cpu_seconds(1, "rekognition")["tagger"]
+    with_local = cost_per_1000(calls_per_image(local, 1), 7.0, sum(local_cpu.values()))
+    assert with_local["rekognition"] == 0.0
+    assert with_local["fargate"] > with_rekognition["fargate"] > 0
+    # The local backend's compute costs well under a cent per 1,000 images: Rekognition is the
+    # difference between the columns.
+    assert with_rekognition["total"] - with_local["total"] == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(UsageError):
+        modelled_cpu_seconds(1, "gpu")
+
+
+def test_report_names_the_backend_it_priced() -> None:
+    report = summarize(
+        [ImageOutcome.from_record("a", _record("00.000", "01.000"), None)],
+        wall_s=1.0,
+        duplicates=0,
+        requests={"rekognition": {"DetectLabels": 1}},
+        requests_source="counted",
+        transitions_per_image=7.0,
+        cpu_seconds={"tagger": 0.01},
+        tagger_backend="rekognition",
+        tagger_backend_source="the local stack's `imgproc up --tagger`",
+    )
+    assert report["tagger_backend"] == {
+        "priced": "rekognition",
+        "from": "the local stack's `imgproc up --tagger`",
+    }
+    assert report["cost_usd_per_1000_images"]["rekognition"] == pytest.approx(1.0)
 
 
 def test_request_deltas_and_per_image_calls() -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import boto3
 
+from imgproc_shared.settings import Settings
+
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
@@ -30,7 +32,9 @@ def settings_from_stack_outputs(
 ) -> dict[str, str]:
     """The `IMGPROC_*` values a deployed stack publishes, plus the region it runs in.
 
-    `endpoint_url` exists for tests against an embedded CloudFormation; leave it unset for AWS.
+    A deploy-time parameter named after a setting feeds it too (`TaggerBackend` →
+    `IMGPROC_TAGGER_BACKEND`); an output of the same setting wins. `endpoint_url` exists for
+    tests against an embedded CloudFormation; leave it unset for AWS.
     """
     cloudformation = client or boto3.client(
         "cloudformation", region_name=region, endpoint_url=endpoint_url
@@ -45,5 +49,10 @@ def settings_from_stack_outputs(
         setting_name(output["OutputKey"]): str(output["OutputValue"])
         for output in stacks[0].get("Outputs", [])
     }
+    setting_fields = set(Settings.model_fields)
+    for parameter in stacks[0].get("Parameters", []):
+        name = setting_name(parameter["ParameterKey"])
+        if name.removeprefix("IMGPROC_").lower() in setting_fields:
+            values.setdefault(name, str(parameter["ParameterValue"]))
     values.setdefault("IMGPROC_REGION", region)
     return values

@@ -4,7 +4,8 @@ It keeps `--concurrency` images in flight (each uploader sends its next image on
 one is terminal), waits until all `--images` are terminal, then reports throughput, latency from
 upload to terminal status, time per stage and between stages, lost images and duplicate
 executions (both must be 0), AWS API calls and state transitions per image, and an estimated
-AWS cost per 1,000 images at list prices.
+AWS cost per 1,000 images at list prices, for the tagger backend the stack runs (`imgproc up
+--tagger`, or a deployed stack's `TaggerBackend` parameter through `--stack`).
 
 It learns that an image is terminal from the workflow's own announcements on the `stored` topic,
 through a queue of its own subscribed for the run (deleted at the end): polling every image's
@@ -13,7 +14,8 @@ cannot subscribe, it polls the records instead.
 
 Against the local stack the API calls are counted by the embedded endpoint itself
 (`/_imgproc/stats`, see `moto_speedups`) and the workers' CPU time is read from /proc for the
-services `imgproc up` started; against AWS both come from a model of one image's calls.
+services `imgproc up` started; against AWS both come from a model of one image (its calls, and
+each worker's CPU seconds with the tagger's backend).
 """
 
 from __future__ import annotations
@@ -78,6 +80,21 @@ class Prices:
     fargate_per_gb_hour: float = 0.004445
     # Worker tasks are sized 1 vCPU : 2 GB, and billed only while busy (they follow the load).
     fargate_gb_per_vcpu: float = 2.0
+    # DetectLabels, first tier (the first million images a month); the local backend's price is
+    # its tagger's Fargate time, in the line above.
+    rekognition_per_image: float = 1.00 / 1000
+
+
+# The tagger backends as `IMGPROC_TAGGER_BACKEND` names them.
+TAGGER_LOCAL = "local"
+TAGGER_REKOGNITION = "rekognition"
+
+# CPU seconds per image where the load test cannot read them (a deployed stack), as this load
+# test measured them on the local stack with 2400x1600 JPEGs; the local tagger's at the budget
+# `make bench` holds it to for a 20 MP photo (a draft decode, EfficientNet-Lite0 and NanoDet),
+# the Rekognition tagger's as one call and its answer.
+MODELLED_CPU_S_PER_IMAGE = {"extractor": 0.02, "thumbnailer": 0.07, "status_api": 0.015}
+MODELLED_TAGGER_CPU_S_PER_IMAGE = {TAGGER_LOCAL: 0.15, TAGGER_REKOGNITION: 0.012}
 
 
 DYNAMODB_WRITES = frozenset(
@@ -226,7 +243,8 @@ def cost_per_1000(
     (deliveries to SQS are free) and S3's event notifications to SNS are publishes too
     (`sns_publishes_per_image_extra`, one per upload); DynamoDB counts one unit per request
     (items under 1 KB written, 4 KB read); S3 splits PUT/POST/LIST from GET/HEAD; Fargate bills
-    the workers' CPU seconds at the vCPU rate plus the matching memory.
+    the workers' CPU seconds at the vCPU rate plus the matching memory (the local tagger's
+    models run there); Rekognition bills each DetectLabels call.
     """
 
     def total(service: str, actions: frozenset[str] | None = None, exclude: bool = False) -> float:
@@ -256,6 +274,8 @@ def cost_per_1000(
         else cpu_seconds_per_image
         / 3600
         * (prices.fargate_per_vcpu_hour + prices.fargate_gb_per_vcpu * prices.fargate_per_gb_hour),
+        "rekognition": total("rekognition", frozenset({"DetectLabels"}))
+        * prices.rekognition_per_image,
     }
     per_1000 = {name: round(usd * 1000, 5) for name, usd in cost.items()}
     per_1000["total"] = round(sum(cost.values()) * 1000, 5)
@@ -273,8 +293,11 @@ def summarize(
     cpu_seconds: Mapping[str, float] | None,
     embedded_aws_cpu_s: float | None = None,
     prices: Prices = Prices(),
+    tagger_backend: str = TAGGER_LOCAL,
+    tagger_backend_source: str = "default",
+    cpu_source: str = "measured",
 ) -> dict[str, Any]:
-    """The load test's report: pure, from what was measured."""
+    """The load test's report: pure, from what was measured (or modelled, as the sources say)."""
     n = len(outcomes)
     statuses = Counter(o.status or "UNKNOWN" for o in outcomes)
     lost = [o.image_id for o in outcomes if not o.terminal]
@@ -334,9 +357,11 @@ def summarize(
             {k: round(v, 2) for k, v in sorted(cpu_seconds.items())} if cpu_seconds else None
         ),
         "worker_cpu_s_per_image": round(cpu_per_image, 4) if cpu_per_image is not None else None,
+        "worker_cpu_source": cpu_source if cpu_seconds else None,
         "embedded_aws_cpu_s": (
             round(embedded_aws_cpu_s, 2) if embedded_aws_cpu_s is not None else None
         ),
+        "tagger_backend": {"priced": tagger_backend, "from": tagger_backend_source},
         "cost_usd_per_1000_images": cost_per_1000(
             per_image,
             transitions_per_image or 0.0,
@@ -347,7 +372,9 @@ def summarize(
     return report
 
 
-def modelled_requests(images: int, stages: int = 3) -> dict[str, dict[str, int]]:
+def modelled_requests(
+    images: int, stages: int = 3, *, tagger_backend: str = TAGGER_LOCAL
+) -> dict[str, dict[str, int]]:
     """The API calls of `images` images as the code makes them (for targets we cannot count).
 
     Upload: the record and the object. Starter: a receive and a batched delete per message at
@@ -356,9 +383,10 @@ def modelled_requests(images: int, stages: int = 3) -> dict[str, dict[str, int]]
     write (the extractor's carries the metadata; a stage over `stage_started_note_s` also
     writes when it started), the object read (the extractor: a HEAD and the head and tail of a
     large object), the answer and a batched delete; the thumbnailer writes its renditions
-    (two). The status consumer: a receive, an existence read and a batched delete.
+    (two). The status consumer: a receive, an existence read and a batched delete. The
+    Rekognition backend adds one DetectLabels call; the local one none.
     """
-    per_image = {
+    per_image: dict[str, dict[str, int]] = {
         "dynamodb": {"PutItem": 1, "UpdateItem": 1 + 1 + stages, "GetItem": 1},
         "s3": {"PutObject": 1 + 2, "GetObject": stages + 1, "HeadObject": 1},
         "sqs": {
@@ -369,6 +397,8 @@ def modelled_requests(images: int, stages: int = 3) -> dict[str, dict[str, int]]
         "sns": {"Publish": 3},
         "stepfunctions": {"StartExecution": 1, "SendTaskSuccess": stages},
     }
+    if tagger_backend == TAGGER_REKOGNITION:
+        per_image["rekognition"] = {"DetectLabels": 1}
     return {
         service: {action: count * images for action, count in actions.items()}
         for service, actions in per_image.items()
@@ -376,6 +406,20 @@ def modelled_requests(images: int, stages: int = 3) -> dict[str, dict[str, int]]
 
 
 # --- request deltas, CPU time -----------------------------------------------------------------
+
+
+def modelled_cpu_seconds(images: int, tagger_backend: str) -> dict[str, float]:
+    """Each worker's CPU seconds for `images` images (for targets whose CPU we cannot read)."""
+    if tagger_backend not in MODELLED_TAGGER_CPU_S_PER_IMAGE:
+        raise UsageError(
+            f"unknown tagger backend {tagger_backend!r}: expected one of "
+            f"{', '.join(MODELLED_TAGGER_CPU_S_PER_IMAGE)}"
+        )
+    per_image = {
+        **MODELLED_CPU_S_PER_IMAGE,
+        "tagger": MODELLED_TAGGER_CPU_S_PER_IMAGE[tagger_backend],
+    }
+    return {worker: seconds * images for worker, seconds in per_image.items()}
 
 
 def subtract_requests(
@@ -801,15 +845,20 @@ async def loadtest(
     concurrency: int,
     timeout_s: float,
     local_pid: int | None,
+    tagger_backend_source: str = "IMGPROC_TAGGER_BACKEND",
     progress_stream: TextIO = sys.stderr,
 ) -> dict[str, Any]:
-    """Run the load test against `settings`' target and return the report."""
+    """Run the load test against `settings`' target and return the report.
+
+    The cost is priced for `settings.tagger_backend`; where the endpoint counts requests, the
+    DetectLabels calls it counted are what Rekognition bills.
+    """
     names = ResourceNames.from_settings(settings)
     run = _Run(photos=photos, total=images, timeout_s=timeout_s)
     progress = Progress(images, progress_stream)
     async with AwsClients(settings) as aws:
         catalog = Catalog(aws, names)
-        album = await _album_id(catalog, aws, LOADTEST_USER, "loadtest")
+        album = await _album_id(catalog, LOADTEST_USER, "loadtest")
         listener = await _Listener.open(aws, names)
         stats_before = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
         cpu_before = process_cpu(local_pid) if local_pid else (None, {})
@@ -877,9 +926,14 @@ async def loadtest(
                 requests[service].pop(action, None)
         source = "counted by the embedded endpoint"
     else:
-        requests = modelled_requests(images)
+        requests = modelled_requests(images, tagger_backend=settings.tagger_backend)
         source = "model (the target cannot count requests)"
-    cpu_seconds = cpu_delta(cpu_before[1], cpu_after[1]) if local_pid else None
+    if local_pid:
+        cpu_seconds = cpu_delta(cpu_before[1], cpu_after[1])
+        cpu_source = "measured (/proc of the local stack's workers)"
+    else:
+        cpu_seconds = modelled_cpu_seconds(images, settings.tagger_backend)
+        cpu_source = "model (the target's CPU cannot be read)"
     aws_cpu = (
         cpu_after[0] - cpu_before[0]
         if cpu_before[0] is not None and cpu_after[0] is not None
@@ -894,6 +948,9 @@ async def loadtest(
         transitions_per_image=transitions,
         cpu_seconds=cpu_seconds,
         embedded_aws_cpu_s=aws_cpu,
+        tagger_backend=settings.tagger_backend,
+        tagger_backend_source=tagger_backend_source,
+        cpu_source=cpu_source,
     )
     report["missing_executions"] = sum(1 for i in run.uploaded if executions.get(i, 0) == 0)
     report["concurrency"] = concurrency
@@ -948,7 +1005,9 @@ def _print_human(report: dict[str, Any]) -> None:
         print(f"    {name}: {count}")
     print(f"  state transitions per image: {report['state_transitions_per_image']}")
     if report["worker_cpu_s"]:
-        print(f"  worker CPU (s): {report['worker_cpu_s']}")
+        print(f"  worker CPU (s, {report['worker_cpu_source']}): {report['worker_cpu_s']}")
+    backend = report["tagger_backend"]
+    print(f"  tagger backend priced: {backend['priced']} (from {backend['from']})")
     print(f"  estimated cost per 1,000 images (USD): {report['cost_usd_per_1000_images']}")
 
 
@@ -956,13 +1015,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.images < 1 or args.concurrency < 1:
         raise UsageError("--images and --concurrency must be at least 1")
     target = target_settings(settings)
-    local = read_stack(settings) if not settings.endpoint_url else None
+    # The local stack's CPU and tagger backend describe the target only when it is the target.
+    explicit_target = bool(settings.endpoint_url) or os.environ.get("IMGPROC_TARGET") == "aws"
+    local = None if explicit_target else read_stack(settings)
     if args.source is not None:
         photos = source_photos(args.source)
     else:
         photos = generated_photos(
             args.size or (2400, 1600), Path(settings.home).expanduser() / "cache" / "loadtest"
         )
+    if local is not None:
+        backend_source = "the local stack's `imgproc up --tagger`"
+    elif getattr(args, "stack", None):
+        backend_source = f"stack {args.stack}'s TaggerBackend parameter"
+    else:
+        backend_source = "IMGPROC_TAGGER_BACKEND"
     report = asyncio.run(
         loadtest(
             target,
@@ -971,6 +1038,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             concurrency=args.concurrency,
             timeout_s=args.timeout,
             local_pid=local.pid if local else None,
+            tagger_backend_source=backend_source,
         )
     )
     if args.json:

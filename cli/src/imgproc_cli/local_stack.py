@@ -22,6 +22,8 @@ class LocalStack:
     resource_prefix: str
     pid: int
     data_dir: str
+    # `imgproc up --tagger`: what the stack's tagger runs (the load test prices it).
+    tagger_backend: str = "local"
 
     def settings(self, base: Settings) -> Settings:
         return base.model_copy(
@@ -29,6 +31,7 @@ class LocalStack:
                 "endpoint_url": self.endpoint_url,
                 "state_machine_arn": self.state_machine_arn,
                 "resource_prefix": self.resource_prefix,
+                "tagger_backend": self.tagger_backend,
             }
         )
 

@@ -68,6 +68,12 @@ STATUS_API_IMAGE = ServiceImage(
 SERVICE_IMAGES: tuple[ServiceImage, ...] = (*WORKER_IMAGES.values(), STATUS_API_IMAGE)
 
 
+# How the tagger names what it sees, as `IMGPROC_TAGGER_BACKEND` spells it: the local models
+# (shipped in the tagger image) or Rekognition DetectLabels ($1.00 per 1,000 images).
+TAGGER_BACKENDS = ("local", "rekognition")
+DEFAULT_TAGGER_BACKEND = "local"
+
+
 @dataclass(frozen=True)
 class WorkerSizing:
     """Defaults of one worker service's CloudFormation parameters.
@@ -86,8 +92,16 @@ METRIC_PERIOD_S = 60
 
 DEFAULT_SIZING: dict[Stage, WorkerSizing] = {
     Stage.EXTRACT: WorkerSizing(POLICIES[Stage.EXTRACT], cpu=512, memory_mib=1024),
-    # Rekognition does the work: the task waits on the network.
-    Stage.TAG: WorkerSizing(POLICIES[Stage.TAG], cpu=256, memory_mib=1024),
+    # Sized for the local backend (the default), from `imgproc loadtest` on the local stack with
+    # both models (EfficientNet-Lite0 and NanoDet on a draft decode, one inference thread each):
+    # 0.14 tagger CPU-s per 20 MP JPEG (0.09 at 3.8 MP), a peak of 368 MiB resident per tagger
+    # process. CPU: at 0.5 vCPU a task keeps its quota busy at ~3.5 images/s (~0.3 task-s per
+    # image) and costs the same per image as a larger one, while a scale step stays small and
+    # loading the models (0.2 CPU-s) takes under a second. Memory: 1 GiB, the smallest with
+    # 0.5 vCPU, leaves ~2.8x the measured peak for up to 4 in-flight originals (50 MB at the
+    # upload limit), at the 2 GiB per vCPU the cost model assumes. With TaggerBackend=rekognition
+    # the task mostly waits on the network (0.012 CPU-s per image): TaggerCpu=256 suffices.
+    Stage.TAG: WorkerSizing(POLICIES[Stage.TAG], cpu=512, memory_mib=1024),
     Stage.THUMBNAIL: WorkerSizing(POLICIES[Stage.THUMBNAIL], cpu=1024, memory_mib=2048),
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, CfnCondition, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -80,15 +80,18 @@ def container_image(config: DeploymentConfig, image: ServiceImage) -> ecs.Contai
 
 
 def service_environment(
-    config: DeploymentConfig, state_machine: sfn.IStateMachine
+    config: DeploymentConfig, state_machine: sfn.IStateMachine, tagger_backend: str
 ) -> dict[str, str]:
-    """The `IMGPROC_*` settings every container reads: the same names the local stack uses."""
+    """The `IMGPROC_*` settings every container reads: the same names the local stack uses.
+
+    `tagger_backend` is the `TaggerBackend` parameter's value (a token).
+    """
     settings = config.settings
     return {
         "IMGPROC_RESOURCE_PREFIX": settings.resource_prefix,
         "IMGPROC_REGION": Stack.of(state_machine).region,
         "IMGPROC_STATE_MACHINE_ARN": state_machine.state_machine_arn,
-        "IMGPROC_TAGGER_BACKEND": "rekognition",
+        "IMGPROC_TAGGER_BACKEND": tagger_backend,
         "IMGPROC_STOP_TIMEOUT_S": str(settings.stop_timeout_s),
         "IMGPROC_VISIBILITY_TIMEOUT_S": str(settings.visibility_timeout_s),
         "IMGPROC_TASK_HEARTBEAT_S": str(settings.task_heartbeat_s),
@@ -167,6 +170,8 @@ class WorkerService(Construct):
         bucket: s3.IBucket,
         images_table: dynamodb.ITable,
         state_machine: sfn.IStateMachine,
+        tagger_backend: str,
+        uses_rekognition: CfnCondition,
     ) -> None:
         super().__init__(scope, construct_id)
         self.task_role = iam.Role(
@@ -184,17 +189,14 @@ class WorkerService(Construct):
                 resources=[bucket.arn_for_objects(f"{INCOMING_PREFIX}*")],
             )
         )
+        if stage is Stage.TAG:
+            self._allow_detect_labels_if(uses_rekognition)
         if stage is Stage.THUMBNAIL:
             self.task_role.add_to_policy(
                 iam.PolicyStatement(
                     actions=["s3:PutObject"],
                     resources=[bucket.arn_for_objects(f"{THUMBNAILS_PREFIX}*")],
                 )
-            )
-        if stage is Stage.TAG:
-            # DetectLabels has no resource-level permissions: "*" is the only valid resource.
-            self.task_role.add_to_policy(
-                iam.PolicyStatement(actions=["rekognition:DetectLabels"], resources=["*"])
             )
         self.task_role.add_to_policy(
             iam.PolicyStatement(actions=WORKER_TABLE_ACTIONS, resources=[images_table.table_arn])
@@ -219,7 +221,7 @@ class WorkerService(Construct):
             container_name=image.service,
             image=container_image(config, image),
             command=image.command,
-            environment=service_environment(config, state_machine),
+            environment=service_environment(config, state_machine, tagger_backend),
             logging=ecs.LogDrivers.aws_logs(stream_prefix=image.service, log_group=self.log_group),
             # SIGTERM → the worker stops polling and drains; SIGKILL only after this.
             stop_timeout=Duration.seconds(config.container_stop_timeout_s),
@@ -236,6 +238,26 @@ class WorkerService(Construct):
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
+
+    def _allow_detect_labels_if(self, condition: CfnCondition) -> None:
+        """`rekognition:DetectLabels`, granted only where `condition` holds.
+
+        An inline policy of the role itself, present through Fn::If: the task definition refers
+        to the role, so CloudFormation attaches the grant before tasks with the new backend
+        start (a separate AWS::IAM::Policy with a Condition could not be a DependsOn target).
+        """
+        role = self.task_role.node.default_child
+        assert isinstance(role, iam.CfnRole)
+        grant = {
+            "PolicyName": "rekognition-detect-labels",
+            # DetectLabels has no resource-level permissions: "*" is the only valid resource.
+            "PolicyDocument": iam.PolicyDocument(
+                statements=[
+                    iam.PolicyStatement(actions=["rekognition:DetectLabels"], resources=["*"])
+                ]
+            ),
+        }
+        role.policies = [Fn.condition_if(condition.logical_id, grant, Aws.NO_VALUE)]
 
 
 class StatusApi(Construct):
@@ -258,6 +280,7 @@ class StatusApi(Construct):
         dead_letter_queues: list[sqs.IQueue],
         state_machine: sfn.IStateMachine,
         cognito_environment: dict[str, str],
+        tagger_backend: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -319,7 +342,10 @@ class StatusApi(Construct):
             self.task_role.add_to_policy(statement)
 
         self.log_group = _log_group(self, config, image.service)
-        environment = {**service_environment(config, state_machine), **cognito_environment}
+        environment = {
+            **service_environment(config, state_machine, tagger_backend),
+            **cognito_environment,
+        }
         certificate = (
             acm.Certificate.from_certificate_arn(self, "Certificate", config.certificate_arn)
             if config.certificate_arn

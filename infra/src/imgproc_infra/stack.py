@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, CfnParameter, Stack
+from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Fn, Stack
 from constructs import Construct
 
 from imgproc_infra.config import (
+    DEFAULT_TAGGER_BACKEND,
     STATUS_API_IMAGE,
+    TAGGER_BACKENDS,
     WORKER_IMAGES,
     DeploymentConfig,
     workflow_limits,
@@ -34,6 +36,11 @@ OUTPUT_ISSUER = "CognitoIssuer"
 OUTPUT_STATE_MACHINE_ARN = "StateMachineArn"
 OUTPUT_RESOURCE_PREFIX = "ResourcePrefix"
 OUTPUT_REGION = "Region"
+
+# A parameter named after a setting feeds it too (`imgproc --stack` reads the parameters as well):
+# `TaggerBackend` → `IMGPROC_TAGGER_BACKEND`, which `imgproc loadtest` prices.
+PARAMETER_TAGGER_BACKEND = "TaggerBackend"
+CONDITION_USES_REKOGNITION = "TaggerUsesRekognition"
 
 
 def _label(stage: Stage) -> str:
@@ -70,6 +77,23 @@ class ImgprocStack(Stack):
         network = Network(self, "Network", config=config)
         self.network = network
 
+        self.tagger_backend = CfnParameter(
+            self,
+            PARAMETER_TAGGER_BACKEND,
+            type="String",
+            default=DEFAULT_TAGGER_BACKEND,
+            allowed_values=list(TAGGER_BACKENDS),
+            description="What names the objects in an image: `local` (EfficientNet-Lite0 and "
+            "NanoDet in the tagger's task, billed as Fargate time) or `rekognition` "
+            "(DetectLabels, $1.00 per 1,000 images; the tagger role may call it only then)",
+        )
+        self.uses_rekognition = CfnCondition(
+            self,
+            CONDITION_USES_REKOGNITION,
+            expression=Fn.condition_equals(self.tagger_backend.value_as_string, "rekognition"),
+        )
+        tagger_backend = self.tagger_backend.value_as_string
+
         self.workers: dict[Stage, WorkerService] = {}
         self.scaling: dict[Stage, BacklogScaling] = {}
         for stage, image in WORKER_IMAGES.items():
@@ -89,6 +113,8 @@ class ImgprocStack(Stack):
                 bucket=storage.bucket,
                 images_table=storage.tables[Table.IMAGES],
                 state_machine=state_machine,
+                tagger_backend=tagger_backend,
+                uses_rekognition=self.uses_rekognition,
             )
             parameters = WorkerScalingParameters(
                 min_tasks=CfnParameter(
@@ -166,6 +192,11 @@ class ImgprocStack(Stack):
                 "IMGPROC_COGNITO_AUDIENCE": self.identity.web_client.user_pool_client_id,
                 "IMGPROC_COGNITO_JWKS_URL": self.identity.jwks_url,
             },
+            tagger_backend=tagger_backend,
+        )
+
+        self.workflow.grant_retag(
+            tagger=self.workers[Stage.TAG].task_role, operators=self.status_api.task_role
         )
 
         outputs = {

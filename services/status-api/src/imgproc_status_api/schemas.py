@@ -18,6 +18,7 @@ from imgproc_shared.models import (
     DISPLAY_NAME_PATTERN,
     FILE_NAME_MAX,
     IMAGE_ID_PATTERN,
+    Instance,
 )
 
 Username = Annotated[str, StringConstraints(pattern=IMAGE_ID_PATTERN)]
@@ -124,6 +125,10 @@ class LabelOut(BaseModel):
     name: str
     confidence: float
     parents: list[str] = Field(default_factory=list)
+    instances: list[Instance] = Field(
+        default_factory=list,
+        description="where the object is, one box per occurrence; none for scene-wide labels",
+    )
 
 
 class ImageOut(BaseModel):

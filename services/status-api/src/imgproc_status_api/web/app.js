@@ -31,6 +31,7 @@ const STAGES = [
 ];
 const BLANK_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
 const STATUS_RANK = { UPLOADING: 0, PROCESSING: 1, PROCESSED: 2, REJECTED: 2, FAILED: 2 };
+const CARD_LABELS = 4; // a card shows the most confident few; the detail view shows them all
 
 const state = {
   user: null,
@@ -147,14 +148,88 @@ function metaRows(image, { full = false } = {}) {
   return list;
 }
 
-function labelList(image) {
-  const tags = image.tags || [];
+/**
+ * The labels, most confident first; `limit` keeps the first few (a gallery card's). With
+ * `boxes` (the detail view's preview), a label that has instances can be hovered or focused to
+ * outline them.
+ */
+function labelList(image, { limit = Infinity, boxes = null } = {}) {
+  const tags = [...(image.tags || [])]
+    .sort((a, b) => Number(b.confidence) - Number(a.confidence))
+    .slice(0, limit);
   if (!tags.length) return null;
   return h(
     "ul",
     { className: "labels", "aria-label": "Labels" },
-    tags.map((tag) => h("li", {}, `${tag.name} ${Math.round(Number(tag.confidence))}%`)),
+    tags.map((tag) => {
+      const text = `${tag.name} ${Math.round(Number(tag.confidence))}%`;
+      const found = boxes ? boxesOf(tag) : [];
+      if (!found.length) return h("li", {}, text);
+      const item = h("li", { className: "has-boxes", tabindex: 0 }, text);
+      boxes.attach(item, found);
+      return item;
+    }),
   );
+}
+
+const fraction = (value) => Math.min(Math.max(Number(value), 0), 1);
+
+/** A label's boxes as {left, top, width, height} fractions that stay inside the image. */
+function boxesOf(tag) {
+  const boxes = [];
+  for (const instance of Array.isArray(tag.instances) ? tag.instances : []) {
+    const box = instance?.bounding_box;
+    const sides = box ? [box.left, box.top, box.width, box.height] : [];
+    if (sides.length === 0 || !sides.every((side) => Number.isFinite(Number(side)))) continue;
+    const left = fraction(box.left);
+    const top = fraction(box.top);
+    const width = Math.min(fraction(box.width), 1 - left);
+    const height = Math.min(fraction(box.height), 1 - top);
+    if (width > 0 && height > 0) boxes.push({ left, top, width, height });
+  }
+  return boxes;
+}
+
+/**
+ * The preview with an overlay that outlines one label's boxes: the hovered label's, else the
+ * focused one's. Boxes are fractions of the upright image and the preview is upright, so they
+ * are placed in % of a frame that wraps the image exactly. The overlay is decoration
+ * (aria-hidden): the label's text already says what is there.
+ */
+function previewWithBoxes(url, alt) {
+  const overlay = h("div", { className: "boxes", "aria-hidden": "true" });
+  const frame = h(
+    "div",
+    { className: "preview-frame" },
+    h("img", { src: url, alt, className: "preview" }),
+    overlay,
+  );
+  const items = [];
+  let hovered = null;
+  let focused = null;
+  const paint = () => {
+    const shown = hovered ?? focused;
+    overlay.replaceChildren(
+      ...(shown?.boxes ?? []).map((box) => {
+        const outline = h("div", { className: "box" });
+        outline.style.left = `${box.left * 100}%`;
+        outline.style.top = `${box.top * 100}%`;
+        outline.style.width = `${box.width * 100}%`;
+        outline.style.height = `${box.height * 100}%`;
+        return outline;
+      }),
+    );
+    for (const item of items) item.classList.toggle("active", item === shown?.item);
+  };
+  const attach = (item, boxes) => {
+    const entry = { item, boxes };
+    items.push(item);
+    item.addEventListener("mouseenter", () => ((hovered = entry), paint()));
+    item.addEventListener("mouseleave", () => ((hovered = null), paint()));
+    item.addEventListener("focus", () => ((focused = entry), paint()));
+    item.addEventListener("blur", () => ((focused = null), paint()));
+  };
+  return { frame, attach };
 }
 
 function stageList(image) {
@@ -243,7 +318,7 @@ function card(image) {
             image.error.message || image.error.code,
           )
         : null,
-      labelList(image),
+      labelList(image, { limit: CARD_LABELS }),
       metaRows(image),
       detailsButton,
     ),
@@ -409,15 +484,18 @@ function renderDetail(image, loadTimeline) {
   const timeline = h("section", { className: "timeline", "aria-label": "Execution timeline" });
   const old = body.querySelector(".timeline");
   if (old && !loadTimeline) timeline.replaceChildren(...old.childNodes);
-  body.replaceChildren(
-    url
-      ? h("img", { src: url, alt: image.file_name || image.image_id, className: "preview" })
-      : null,
+  const boxes = url ? previewWithBoxes(url, image.file_name || image.image_id) : null;
+  const labels = labelList(image, { boxes });
+  // A live update re-renders the view: the label that had focus keeps it (and its boxes).
+  const focusedLabel = [...body.querySelectorAll(".labels li")].indexOf(document.activeElement);
+  // replaceChildren would show a null or undefined as the text "null": leave those out.
+  const parts = [
+    boxes?.frame,
     h("p", { className: "status" }, h("span", { className: "badge" }, statusText(image))),
     image.error
       ? h("p", { className: "reason" }, `${image.error.code}: ${image.error.message || ""}`)
       : null,
-    labelList(image),
+    labels,
     metaRows(image, { full: true }),
     timeline,
     h(
@@ -425,7 +503,9 @@ function renderDetail(image, loadTimeline) {
       { type: "button", className: "danger", onclick: () => deleteImage(image.image_id) },
       "Delete photo",
     ),
-  );
+  ];
+  body.replaceChildren(...parts.filter(Boolean));
+  if (focusedLabel >= 0) labels?.querySelectorAll("li")[focusedLabel]?.focus();
   if (loadTimeline || image.status !== "PROCESSING") loadExecution(image, timeline);
 }
 
