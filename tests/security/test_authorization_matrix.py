@@ -45,6 +45,7 @@ VALID_BODIES: dict[str, Any] = {
     "UploadRequest": {"file_name": "x.jpg", "content_type": "image/jpeg", "size": 10},
     "ReplayIn": {"dry_run": True},
     "PurgeIn": {"confirm": True},
+    "RetagIn": {"dry_run": True},
 }
 MULTIPART_FILE = {"file": ("x.jpg", small_jpeg(), "image/jpeg")}
 

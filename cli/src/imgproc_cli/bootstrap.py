@@ -23,7 +23,13 @@ from imgproc_shared.resources import (
     Topic,
 )
 from imgproc_shared.settings import Settings
-from imgproc_shared.workflow import WorkflowLimits, WorkflowTargets, build_definition
+from imgproc_shared.workflow import (
+    WorkflowLimits,
+    WorkflowTargets,
+    build_definition,
+    build_retag_definition,
+    retag_state_machine_name,
+)
 
 STATE_MACHINE_ROLE = f"arn:aws:iam::{EMBEDDED_ACCOUNT}:role/imgproc-state-machine"
 
@@ -39,6 +45,26 @@ def workflow_limits(settings: Settings) -> WorkflowLimits:
 async def _queue_arn(aws: AwsClients, url: str) -> str:
     attrs = await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     return str(attrs["Attributes"]["QueueArn"])
+
+
+async def _put_state_machine(aws: AwsClients, name: str, definition: dict[str, Any]) -> str:
+    """Create the named state machine, or give an existing one this definition; its ARN."""
+    text = json.dumps(definition)
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = await aws.stepfunctions.list_state_machines(**kwargs)
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                arn = str(machine["stateMachineArn"])
+                await aws.stepfunctions.update_state_machine(stateMachineArn=arn, definition=text)
+                return arn
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    created = await aws.stepfunctions.create_state_machine(
+        name=name, definition=text, roleArn=STATE_MACHINE_ROLE, type="STANDARD"
+    )
+    return str(created["stateMachineArn"])
 
 
 async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
@@ -134,44 +160,25 @@ async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
             if exc.response["Error"]["Code"] != "ResourceInUseException":
                 raise
 
-    definition = json.dumps(
-        build_definition(
-            WorkflowTargets(
-                extract_queue_url=queue_urls[Queue.EXTRACT],
-                validated_topic_arn=topic_arns[Topic.VALIDATED],
-                stored_topic_arn=topic_arns[Topic.STORED],
-                images_table=names.table(Table.IMAGES),
-            ),
-            workflow_limits(settings),
-        )
+    targets = WorkflowTargets(
+        extract_queue_url=queue_urls[Queue.EXTRACT],
+        validated_topic_arn=topic_arns[Topic.VALIDATED],
+        stored_topic_arn=topic_arns[Topic.STORED],
+        images_table=names.table(Table.IMAGES),
     )
-    machines = await aws.stepfunctions.list_state_machines()
-    existing_arn = next(
-        (
-            m["stateMachineArn"]
-            for m in machines["stateMachines"]
-            if m["name"] == names.state_machine
-        ),
-        None,
+    limits = workflow_limits(settings)
+    state_machine_arn = await _put_state_machine(
+        aws, names.state_machine, build_definition(targets, limits)
     )
-    if existing_arn:
-        await aws.stepfunctions.update_state_machine(
-            stateMachineArn=existing_arn, definition=definition
-        )
-        state_machine_arn = existing_arn
-    else:
-        state_machine_arn = (
-            await aws.stepfunctions.create_state_machine(
-                name=names.state_machine,
-                definition=definition,
-                roleArn=STATE_MACHINE_ROLE,
-                type="STANDARD",
-            )
-        )["stateMachineArn"]
+    # Re-tagging existing images (`imgproc_shared.retag`) runs on its own, smaller machine.
+    retag_arn = await _put_state_machine(
+        aws, retag_state_machine_name(names.prefix), build_retag_definition(targets, limits)
+    )
 
     return {
         "bucket": names.bucket,
         "state_machine_arn": state_machine_arn,
+        "retag_state_machine_arn": retag_arn,
         "queues": {q.value: u for q, u in queue_urls.items()},
         "topics": {t.value: a for t, a in topic_arns.items()},
     }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +66,12 @@ def _projection(attributes: Sequence[str]) -> dict[str, Any]:
         return {}
     names = {f"#a{i}": name for i, name in enumerate(attributes)}
     return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+
+
+def _with_name(arguments: dict[str, Any], placeholder: str, name: str) -> dict[str, Any]:
+    """Read arguments with one more attribute name placeholder (for a key condition)."""
+    names = {**arguments.get("ExpressionAttributeNames", {}), placeholder: name}
+    return {**arguments, "ExpressionAttributeNames": names}
 
 
 def is_conditional_failure(exc: ClientError) -> bool:
@@ -307,6 +314,26 @@ class Catalog:
             raise
         return values
 
+    async def album_named(self, owner: str, name: str) -> str:
+        """The id of `owner`'s album called `name`, created (through its name guard) if missing;
+        safe when several callers ask for the same new name at once."""
+        for _ in range(3):
+            guard = await self.aws.dynamodb.get_item(
+                TableName=self.albums_table,
+                Key={"album_id": {"S": album_name_guard(owner, name)}},
+                ConsistentRead=True,
+            )
+            guarded = from_item(guard["Item"]).get("guards") if guard.get("Item") else None
+            if guarded:
+                return str(guarded)
+            album_id = uuid.uuid4().hex
+            try:
+                await self.put_album_unique(album_id=album_id, owner=owner, name=name)
+                return album_id
+            except AlbumNameTaken:
+                continue  # another caller created it first: read its guard again
+        raise AlbumNameTaken(name)
+
     async def list_albums(self, owner: str) -> list[dict[str, Any]]:
         """The owner's albums, newest first."""
         albums: list[dict[str, Any]] = []
@@ -400,6 +427,49 @@ class Catalog:
                 records.extend(from_item(item) for item in found)
                 request = response.get("UnprocessedKeys") or {}
         return records
+
+    async def iter_images(
+        self,
+        *,
+        album_id: str | None = None,
+        owner: str | None = None,
+        attributes: Sequence[str] = (),
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every image of an album, of an owner, or of the whole table (neither given), a page
+        at a time; only `attributes` of each when given. An album of another owner yields
+        nothing when both are given."""
+        projection = _projection(tuple(dict.fromkeys((*attributes, "owner"))) if attributes else ())
+        if album_id is not None:
+            pages = self._pages(
+                "query",
+                IndexName=IMAGES_BY_ALBUM_INDEX,
+                KeyConditionExpression="#album = :album",
+                ExpressionAttributeValues={":album": {"S": album_id}},
+                **_with_name(projection, "#album", "album_id"),
+            )
+        elif owner is not None:
+            for album in await self.list_albums(owner):
+                async for record in self.iter_images(
+                    album_id=str(album["album_id"]), owner=owner, attributes=attributes
+                ):
+                    yield record
+            return
+        else:
+            pages = self._pages("scan", ConsistentRead=True, **projection)
+        async for item in pages:
+            record = from_item(item)
+            if owner is None or record.get("owner") == owner:
+                yield record
+
+    async def _pages(self, operation: str, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        call = getattr(self.aws.dynamodb, operation)
+        while True:
+            page = await call(TableName=self.images_table, **kwargs)
+            for item in page.get("Items", []):
+                yield item
+            if not page.get("LastEvaluatedKey"):
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     async def delete_image(self, image_id: str) -> None:
         await self.aws.dynamodb.delete_item(

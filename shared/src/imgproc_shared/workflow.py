@@ -7,6 +7,11 @@ failure paths add their own states only when taken. The metadata is stored by th
 worker in the same write as its stage's progress (a `StoreMetadata` state cost a transition and
 a DynamoDB write per image), so it shows while the other stages run.
 
+`ImageRetag` is a second, small state machine built here too (and deployed beside `ImageProc`
+by the same callers): it re-runs only the tag stage of an image that is already PROCESSED
+(Tag, StoreTags, Announce: 3 transitions), so re-tagging a library adds no state to the path
+every new image takes. See `imgproc_shared.retag` for how requests start and follow it.
+
 Notes on the embedded endpoint (moto 5.2.5): `$[1]`-style JSONPath returns a wrapped list, so
 branch results are picked with `States.ArrayGetItem`; a heartbeat expiry surfaces as
 `States.Timeout`, which on AWS also covers `States.HeartbeatTimeout`.
@@ -20,10 +25,17 @@ from typing import Any
 
 from imgproc_shared import errors
 from imgproc_shared.resources import Stage
+from imgproc_shared.settings import DEFAULT_SUPPORTED_FORMATS, accepted_formats
 
 Json = dict[str, Any]
 
 NOT_SUPPORTED_IMAGE_TYPE = "NotSupportedImageType"
+RETAG_STATE_MACHINE = "ImageRetag"
+# How a retag execution ends when it stored nothing: the image went away or left PROCESSED
+# meanwhile (skipped), or the tag stage failed after its retries (the image keeps its tags).
+RETAG_SKIPPED = "ImageRetag.Skipped"
+RETAG_TAG_FAILED = "ImageRetag.TagFailed"
+_CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"
 IMAGE_PROCESSING_FAILED = "ImageProcessingFailed"
 
 
@@ -39,7 +51,8 @@ class WorkflowTargets:
 
 @dataclass(frozen=True)
 class WorkflowLimits:
-    accepted_formats: tuple[str, ...] = ("JPEG", "PNG", "MPO")
+    # Callers pass `Settings.accepted_formats()`; the default is the settings' default.
+    accepted_formats: tuple[str, ...] = tuple(accepted_formats(DEFAULT_SUPPORTED_FORMATS))
     task_timeout_s: int = 3600
     task_heartbeat_s: int = 300
     retry_attempts: int = 2
@@ -115,28 +128,33 @@ def _announce(topic_arn: str, status: str | None, next_state: str | None) -> Jso
     return state
 
 
+def _stage_task(stage: Stage, targets: WorkflowTargets, limits: WorkflowLimits) -> Json:
+    """Publish a task on `validated` with a `stage` attribute and await its token's answer."""
+    message = _task_message(stage)
+    message["metadata.$"] = "$.metadata"
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish.waitForTaskToken",
+        "Parameters": {
+            "TopicArn": targets.validated_topic_arn,
+            "Message": message,
+            "MessageAttributes": {"stage": {"DataType": "String", "StringValue": stage.value}},
+        },
+        "TimeoutSeconds": limits.task_timeout_s,
+        "HeartbeatSeconds": limits.task_heartbeat_s,
+        "Retry": _retry(limits),
+    }
+
+
 def _stage_branch(stage: Stage, targets: WorkflowTargets, limits: WorkflowLimits) -> Json:
     """One Parallel branch: publish a task on `validated` with a `stage` attribute, await it."""
     task = stage.value.capitalize()
     failed = f"{task}Failed"
-    message = _task_message(stage)
-    message["metadata.$"] = "$.metadata"
     return {
         "StartAt": task,
         "States": {
             task: {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sns:publish.waitForTaskToken",
-                "Parameters": {
-                    "TopicArn": targets.validated_topic_arn,
-                    "Message": message,
-                    "MessageAttributes": {
-                        "stage": {"DataType": "String", "StringValue": stage.value}
-                    },
-                },
-                "TimeoutSeconds": limits.task_timeout_s,
-                "HeartbeatSeconds": limits.task_heartbeat_s,
-                "Retry": _retry(limits),
+                **_stage_task(stage, targets, limits),
                 "Catch": [
                     {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": failed}
                 ],
@@ -316,3 +334,84 @@ def happy_path_states(definition: Json) -> list[str]:
         else:
             name = state.get("Next")
     return path
+
+
+def build_retag_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = None) -> Json:
+    """`ImageRetag`: the tag stage again for one PROCESSED image; only `tags` are replaced.
+
+    Input: the `WorkflowInput` fields plus `metadata` (as stored) and `request_id`. The store is
+    conditional on the image still being PROCESSED (which also means it still exists), so a
+    deleted or re-running image is skipped rather than resurrected or raced; metadata,
+    renditions and status are never written. A tag stage that keeps failing fails only this
+    execution: the image keeps its previous tags and its stage progress records the error.
+    """
+    limits = limits or WorkflowLimits()
+    states: Json = {
+        "Tag": {
+            **_stage_task(Stage.TAG, targets, limits),
+            "ResultPath": "$.tags",
+            "Catch": [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "TagFailed"}
+            ],
+            "Next": "StoreTags",
+        },
+        "StoreTags": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::dynamodb:updateItem",
+            "Parameters": {
+                "TableName": targets.images_table,
+                "Key": _image_key(),
+                "UpdateExpression": (
+                    "SET tags = :tags, retag_request = :request, retagged_at = :now"
+                ),
+                "ConditionExpression": "#status = :processed",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":processed": {"S": "PROCESSED"},
+                    ":tags": {"S.$": "States.JsonToString($.tags)"},
+                    ":request": {"S.$": "$.request_id"},
+                    ":now": {"S.$": "$$.State.EnteredTime"},
+                },
+            },
+            "ResultPath": None,
+            "Retry": [
+                # A failed condition is an answer, not a fault: never retried.
+                {"ErrorEquals": [_CONDITION_FAILED], "MaxAttempts": 0},
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 3,
+                    "BackoffRate": 2.0,
+                },
+            ],
+            "Catch": [
+                {"ErrorEquals": [_CONDITION_FAILED], "ResultPath": "$.failure", "Next": "Skipped"}
+            ],
+            "Next": "Announce",
+        },
+        "Announce": _announce(targets.stored_topic_arn, None, None),
+        "Skipped": {
+            "Type": "Fail",
+            "Error": RETAG_SKIPPED,
+            "Cause": "the image was deleted or is no longer PROCESSED; nothing was stored",
+        },
+        "TagFailed": {
+            "Type": "Fail",
+            "Error": RETAG_TAG_FAILED,
+            "Cause": "the tag stage failed after its retries; the image keeps its previous tags",
+        },
+    }
+    return {
+        "Comment": "imgproc: re-tag one PROCESSED image; named {image_id}-t{request_id}",
+        "StartAt": "Tag",
+        "States": states,
+    }
+
+
+def retag_state_machine_name(prefix: str) -> str:
+    return f"{prefix}-{RETAG_STATE_MACHINE}"
+
+
+def retag_state_machine_arn(image_proc_arn: str, prefix: str) -> str:
+    """The `ImageRetag` ARN beside a known `ImageProc` ARN (same account, region and prefix)."""
+    return image_proc_arn.rsplit(":", 1)[0] + ":" + retag_state_machine_name(prefix)

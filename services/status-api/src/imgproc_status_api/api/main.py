@@ -12,9 +12,20 @@ from imgproc_status_api.api.routes import (
     executions,
     images,
     operators,
+    retag,
     uploads,
 )
 
 api_router = APIRouter()
-for module in (auth, albums, uploads, images, executions, events, operators, dead_letters):
+for module in (
+    auth,
+    albums,
+    uploads,
+    images,
+    executions,
+    events,
+    operators,
+    dead_letters,
+    retag,
+):
     api_router.include_router(module.router)

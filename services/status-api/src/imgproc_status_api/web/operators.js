@@ -1,10 +1,13 @@
-// The operator page: queue depths, dead-letter counts, and replay / purge per queue.
+// The operator page: queue depths, dead-letter counts, and replay / purge per queue; and
+// re-tagging PROCESSED images (all, or one album) with the current model, with its progress.
 // Everything from the server is put into the page as text, never parsed as HTML.
 
 import { api } from "./api.js";
 
 const REFRESH_MS = 3000;
+const RETAG_POLL_MS = 1000;
 let timer = null;
+let retagTimer = null;
 
 function el(tag, text, props = {}) {
   const element = document.createElement(tag);
@@ -89,6 +92,75 @@ async function refresh(view) {
   }
 }
 
+async function fillAlbums(select) {
+  const listing = await api("GET", "/api/albums");
+  select.replaceChildren(el("option", "All images", { value: "" }));
+  for (const album of listing.items) {
+    select.append(el("option", `Album: ${album.name}`, { value: album.album_id }));
+  }
+}
+
+function describeRetag(request, progress) {
+  const expected = request.to_start + request.already_started;
+  let text = `Re-tag ${request.request_id} (${request.scope}): ${progress.finished}/${expected} ` +
+    `finished, ${progress.retagged} re-tagged`;
+  if (request.already_done) text += `, ${request.already_done} already done`;
+  if (progress.skipped_count) text += `, ${progress.skipped_count} skipped`;
+  if (progress.failed_count) text += `, ${progress.failed_count} failed`;
+  if (request.skipped_count) text += `; ${request.skipped_count} not PROCESSED`;
+  return text;
+}
+
+async function followRetag(view, request) {
+  const status = view.querySelector("#retag-progress");
+  const bar = view.querySelector("#retag-bar");
+  const expected = request.to_start + request.already_started;
+  bar.max = Math.max(expected, 1);
+  clearInterval(retagTimer);
+  const poll = async () => {
+    const progress = await api("GET", request.progress);
+    bar.value = expected ? progress.finished : 1;
+    status.textContent = describeRetag(request, progress);
+    const done = !progress.starting && progress.running === 0 && progress.executions >= expected;
+    if (done || view.hidden) clearInterval(retagTimer);
+  };
+  await poll();
+  retagTimer = setInterval(() => poll().catch((error) => {
+    status.textContent = error.message;
+    clearInterval(retagTimer);
+  }), RETAG_POLL_MS);
+}
+
+async function startRetag(view) {
+  const album = view.querySelector("#retag-scope").value;
+  const what = album ? "this album's" : "every";
+  if (!confirm(`Re-tag ${what} processed images with the current model?`)) return;
+  const status = view.querySelector("#retag-progress");
+  try {
+    const request = await api("POST", "/api/operators/retag", album ? { album_id: album } : {});
+    await followRetag(view, request);
+  } catch (error) {
+    status.textContent = error.message;
+  }
+}
+
+function retagSection(view) {
+  const select = el("select", null, { id: "retag-scope", "aria-label": "Images to re-tag" });
+  select.append(el("option", "All images", { value: "" }));
+  fillAlbums(select).catch(() => {});
+  const section = el("section", null, { id: "operators-retag" });
+  section.append(
+    el("h3", "Re-tag"),
+    el("p", "Labels PROCESSED images again with the current model; nothing else changes.",
+       { class: "hint" }),
+    select,
+    el("button", "Re-tag", { type: "button", id: "retag-start", onclick: () => startRetag(view) }),
+    el("progress", null, { id: "retag-bar", value: "0", max: "1" }),
+    el("p", "", { id: "retag-progress", "aria-live": "polite" }),
+  );
+  return section;
+}
+
 /** Render the operator page into `view` and keep it fresh while the page is shown. */
 export async function showOperators(view) {
   if (!view.dataset.ready) {
@@ -103,6 +175,7 @@ export async function showOperators(view) {
       el("p", "", { id: "operators-status", role: "status" }),
       table,
       el("section", null, { id: "operators-messages" }),
+      retagSection(view),
     );
     view.dataset.ready = "1";
   }
