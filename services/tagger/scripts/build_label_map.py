@@ -103,6 +103,7 @@ COARSE: dict[str, list[str]] = {
     "Aircraft": ["aircraft.n.01"],
     # Things
     "Building": ["building.n.01"],
+    "House": ["housing.n.01"],
     "Bridge": ["bridge.n.01"],
     "Shop": ["shop.n.01"],
     "Fence": ["fence.n.01"],

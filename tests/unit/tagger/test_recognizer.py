@@ -16,7 +16,7 @@ from imgproc_tagger.labels import default_label_map
 from imgproc_tagger.recognizer import Recognizer, Thresholds, merge_labels
 
 TAGGER_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tagger"
-THRESHOLDS = Thresholds(classifier=50.0, detector=40.0, fallback=25.0)
+THRESHOLDS = Thresholds(classifier=50.0, detector=40.0, fallback=25.0, corroborated=25.0)
 
 
 def _detection(name: str, score: float, box: tuple[float, float, float, float]) -> Detection:

@@ -8,3 +8,8 @@ import os
 # fastest, and the process's parallelism comes from the worker's thread pool. Set before numpy
 # is first imported (this package is imported before any of its modules).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import pillow_heif
+
+# Pillow reads HEIC/HEIF through pillow-heif's opener, registered once per process here.
+pillow_heif.register_heif_opener(depth_images=False, aux_images=False)

@@ -34,8 +34,10 @@ class TaggerSettings(BaseSettings):
     # The local models' own minimum confidences (percent), tuned on the labelled set in
     # tests/fixtures/labelled (`make bench`); Rekognition takes the shared
     # IMGPROC_TAGGER_MIN_CONFIDENCE instead.
-    classifier_min_confidence: float = Field(default=50.0, ge=0, le=100)
-    detector_min_confidence: float = Field(default=40.0, ge=0, le=100)
+    classifier_min_confidence: float = Field(default=45.0, ge=0, le=100)
+    detector_min_confidence: float = Field(default=45.0, ge=0, le=100)
+    # A detection whose label the classifier also gives (at its minimum) needs only this.
+    corroborated_min_confidence: float = Field(default=25.0, ge=0, le=100)
     # When neither model passes its minimum: the classifier's most confident label (a coarse
     # one such as Landscape sums many classes) if it reaches this.
     fallback_min_confidence: float = Field(default=25.0, ge=0, le=100)

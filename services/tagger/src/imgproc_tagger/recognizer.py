@@ -155,26 +155,6 @@ def label_name(detection: Detection) -> str:
     return COCO_LABELS.get(detection.name, (detection.name.title(), ()))[0]
 
 
-def arbitrate(
-    detections: list[Detection], confidences: dict[str, float], min_confidence: float
-) -> list[Detection]:
-    """The detections at or above `min_confidence` (percent), where one object got several
-    classes (a close-up cat: "person" 0.57, "cat" 0.45, "dog" 0.42 over the whole frame) keeping
-    the class both models support best: the detector's score plus the classifier's confidence
-    in that label (Cat 0.93 wins). Boxes of different objects rarely overlap this much."""
-    kept: list[Detection] = []
-    candidates = sorted(
-        (d for d in detections if d.score * 100.0 >= min_confidence),
-        key=lambda d: -(d.score + confidences.get(label_name(d), 0.0) / 100.0),
-    )
-    for detection in candidates:
-        rivals = [k.box for k in kept if k.class_index != detection.class_index]
-        if rivals and box_iou(np.array(detection.box), np.array(rivals)).max() >= SAME_OBJECT_IOU:
-            continue
-        kept.append(detection)
-    return sorted(kept, key=lambda d: -d.score)
-
-
 @dataclass(frozen=True)
 class Thresholds:
     """Per-model minimum confidences (percent), tuned on the labelled set (`make bench`)."""
@@ -184,6 +164,38 @@ class Thresholds:
     # When nothing passes: the most confident classifier label (a coarse one sums many classes,
     # e.g. Landscape over seashore, cliff, valley) is given if it reaches this.
     fallback: float
+    # A detection the classifier confirms needs only this much.
+    corroborated: float
+
+
+def arbitrate(
+    detections: list[Detection], confidences: dict[str, float], thresholds: Thresholds
+) -> list[Detection]:
+    """The detections worth a box: at or above the detector's minimum, or at or above the
+    corroborated minimum where the classifier gives the same label at or above its own (two
+    models agreeing: darknet's dog at 0.44 beside the classifier's Dog 86).
+
+    Where one object got several classes (a close-up cat: "person" 0.57, "cat" 0.45, "dog" 0.42
+    over the whole frame), the class both models support best stays: the detector's score plus
+    the classifier's confidence in that label (Cat 0.93 wins). Boxes of different objects
+    rarely overlap this much."""
+
+    def passes(detection: Detection) -> bool:
+        score = detection.score * 100.0
+        corroborated = confidences.get(label_name(detection), 0.0) >= thresholds.classifier
+        return score >= thresholds.detector or (corroborated and score >= thresholds.corroborated)
+
+    kept: list[Detection] = []
+    candidates = sorted(
+        filter(passes, detections),
+        key=lambda d: -(d.score + confidences.get(label_name(d), 0.0) / 100.0),
+    )
+    for detection in candidates:
+        rivals = [k.box for k in kept if k.class_index != detection.class_index]
+        if rivals and box_iou(np.array(detection.box), np.array(rivals)).max() >= SAME_OBJECT_IOU:
+            continue
+        kept.append(detection)
+    return sorted(kept, key=lambda d: -d.score)
 
 
 def merge_labels(
@@ -201,14 +213,15 @@ def merge_labels(
         name: score for name, score in confidences.items() if score >= thresholds.classifier
     }
     instances: dict[str, list[Instance]] = {}
-    for detection in arbitrate(detections, confidences, thresholds.detector):
+    for detection in arbitrate(detections, confidences, thresholds):
         instances.setdefault(label_name(detection), []).append(_instance(detection))
     for name, boxes in instances.items():
         boxes.sort(key=lambda instance: -instance.confidence)
         found[name] = max(found.get(name, 0.0), boxes[0].confidence)
     if not found and confidences:
+        # On a tie the finer name (Missile, not its parent Weapon): its parents follow anyway.
         best = max(
-            confidences, key=lambda name: (confidences[name], -len(parents_of(name, label_map)))
+            confidences, key=lambda name: (confidences[name], len(parents_of(name, label_map)))
         )
         if confidences[best] >= thresholds.fallback:
             found[best] = confidences[best]
@@ -283,6 +296,7 @@ class Recognizer:
                 classifier=settings.classifier_min_confidence,
                 detector=settings.detector_min_confidence,
                 fallback=settings.fallback_min_confidence,
+                corroborated=settings.corroborated_min_confidence,
             ),
         )
 

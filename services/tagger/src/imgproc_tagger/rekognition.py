@@ -81,7 +81,7 @@ def downscaled_jpeg(data: bytes, edge: int = _INLINE_EDGE) -> bytes:
 
 
 class RekognitionBackend:
-    """Labels from Amazon Rekognition (the default on AWS)."""
+    """Labels from Amazon Rekognition (`IMGPROC_TAGGER_BACKEND=rekognition`)."""
 
     name = "rekognition"
 
