@@ -24,6 +24,8 @@ from imgproc_shared.resources import ResourceNames, Stage
 from imgproc_shared.settings import Settings
 from imgproc_shared.worker import WorkContext
 
+from phone_photos import EXTENSIONS, FORMATS, phone_exif, photo, with_ispe
+
 R = TiffImagePlugin.IFDRational
 Stack = tuple[Settings, AwsClients, dict[str, Any]]
 
@@ -294,3 +296,53 @@ async def test_missing_object_fails_with_a_readable_cause(harness: Harness) -> N
     ctx, _ = harness.context()
     with pytest.raises(TaskError, match="no longer exists"):
         await handle(harness.task("incoming/u/a/gone.jpg"), ctx)
+
+
+# --- the formats phones and websites make -----------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_phone_formats_are_described_with_their_exif(harness: Harness, fmt: str) -> None:
+    data = photo(fmt, size=(300, 200), orientation=6, alpha=True)
+    key = f"incoming/u/a/photo.{EXTENSIONS[fmt]}"
+    await harness.put(key, data)
+    ctx, s3 = harness.context()
+    result = await handle(harness.task(key), ctx)
+    # A HEIF's `irot` is applied by its decoder: upright size, orientation 1 (see metadata.py).
+    upright = fmt == "HEIF"
+    assert (result.format, result.mode) == (fmt, "RGBA")
+    assert (result.width, result.height) == ((300, 200) if upright else (200, 300))
+    assert result.exif.orientation == (1 if upright else 6)
+    assert (result.exif.make, result.exif.model) == ("Apple", "iPhone 15 Pro")
+    assert result.taken_at == "2024-07-14T18:05:09+02:00"
+    assert result.gps == Gps(latitude=48.8581667, longitude=2.2945, altitude=35.0)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert [(get.range, get.bytes) for get in s3.gets] == [(None, len(data))]
+
+
+def _noisy_heic() -> bytes:
+    """A HEIC larger than the head and tail reads (noise does not compress)."""
+    image = Image.frombytes("RGB", (640, 480), os.urandom(640 * 480 * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, "HEIF", quality=95, exif=phone_exif().tobytes())
+    return buffer.getvalue()
+
+
+async def test_large_heic_is_read_whole_after_its_head_passes(harness: Harness) -> None:
+    data = _noisy_heic()
+    assert len(data) > HEAD_BYTES + TAIL_BYTES
+    await harness.put("incoming/u/a/big.heic", data)
+    ctx, s3 = harness.context()
+    result = await handle(harness.task("incoming/u/a/big.heic"), ctx)
+    assert (result.format, result.width, result.height) == ("HEIF", 640, 480)
+    assert result.taken_at == "2024-07-14T18:05:09+02:00"
+    assert [get.range for get in s3.gets][-1] is None
+
+
+async def test_large_heic_bomb_is_rejected_from_its_head(harness: Harness) -> None:
+    bomb = with_ispe(_noisy_heic(), 40000, 30000)
+    await harness.put("incoming/u/a/bomb.heic", bomb)
+    ctx, s3 = harness.context()
+    with pytest.raises(TooLarge, match="40000×30000"):
+        await handle(harness.task("incoming/u/a/bomb.heic"), ctx)
+    assert s3.fetched == HEAD_BYTES + TAIL_BYTES < len(bomb)

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from imgproc_extractor.metadata import ObjectBytes, describe
 from imgproc_shared.errors import CorruptImage
 from imgproc_shared.models import StageTask
 from imgproc_shared.resources import ResourceNames, Stage, incoming_key, thumbnail_key
 from imgproc_shared.worker.runtime import WorkContext
 from imgproc_thumbnailer.handler import handle
 from imgproc_thumbnailer.thumbhash import decode_placeholder
+
+from phone_photos import EXTENSIONS, FORMATS, photo
 
 IMAGES = Path(__file__).parents[1] / "fixtures" / "images"
 
@@ -98,3 +101,33 @@ async def test_handle_names_a_damaged_file(stack: Any, executor: ThreadPoolExecu
     )
     with pytest.raises(CorruptImage):
         await handle(task, WorkContext(settings, aws, names, executor))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_phone_formats_make_upright_renditions(
+    stack: Any, executor: ThreadPoolExecutor, fmt: str
+) -> None:
+    """A HEIC, AVIF or WebP stored sideways, given the metadata the extractor reported for it."""
+    settings, aws, _ = stack
+    names = ResourceNames.from_settings(settings)
+    image_id = f"phone{fmt.lower()}"
+    data = photo(fmt, size=(1600, 1200), orientation=6)
+    key = incoming_key("alice", "album1", image_id, EXTENSIONS[fmt])
+    await aws.s3.put_object(Bucket=names.bucket, Key=key, Body=data)
+    facts = describe(ObjectBytes.whole(data), settings.max_pixels)
+    task = StageTask(
+        task_token="token",
+        stage=Stage.THUMBNAIL,
+        image_id=image_id,
+        bucket=names.bucket,
+        key=key,
+        metadata={"format": facts.format, "exif": {"orientation": facts.fields.exif.orientation}},
+    )
+    result = await handle(task, WorkContext(settings, aws, names, executor))
+    sizes = {r.name: (r.width, r.height) for r in result.renditions}
+    assert sizes == {"thumbnail": (256, 192), "preview": (1280, 960)}
+    thumbnail = next(r for r in result.renditions if r.name == "thumbnail")
+    body = await (await aws.s3.get_object(Bucket=names.bucket, Key=thumbnail.key))["Body"].read()
+    shown = Image.open(io.BytesIO(body)).convert("RGB")
+    red, green, blue = shown.getpixel((64, 48))  # type: ignore[misc]
+    assert red > 180 and green < 60 and blue < 60, (red, green, blue)  # the red quarter, top left

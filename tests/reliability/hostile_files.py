@@ -1,5 +1,6 @@
-"""Hostile files, made on the spot: pixel bombs in JPEG and PNG headers, zero dimensions,
-text-chunk decompression bombs, other files named `.jpg`, and a file over the size limit.
+"""Hostile files, made on the spot: pixel bombs in JPEG, PNG, HEIC, AVIF and WebP headers, zero
+dimensions, text-chunk decompression bombs, truncated phone formats, a HEIC box claiming more
+than the file, other files named `.jpg`, and a file over the size limit.
 
 Each entry is (file name, bytes, words the rejection must contain). Broken files from the test
 corpus (MIT/MIT-CMU, in `tests/fixtures/images/`) are added by `hostile_files()`.
@@ -15,6 +16,8 @@ import zlib
 from pathlib import Path
 
 from PIL import Image
+
+from phone_photos import photo, webp_with_canvas, with_ispe
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "images"
 
@@ -106,6 +109,17 @@ def _oversized(limit: int) -> bytes:
     return buffer.getvalue() + bytes(limit + 1024 - len(buffer.getvalue()))
 
 
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) * 2 // 3]
+
+
+def _heic_with_endless_box() -> bytes:
+    """A HEIC whose `meta` box claims 4 GiB (a 64-bit box size): it holds a few hundred bytes."""
+    data = photo("HEIF")
+    meta = data.index(b"meta") - 4
+    return data[:meta] + struct.pack(">I4sQ", 1, b"meta", 2**32) + data[meta + 8 :]
+
+
 def hostile_files(max_upload_bytes: int) -> list[tuple[str, bytes, tuple[str, ...]]]:
     """Every hostile file with the words (any of them, lower case) its rejection must contain."""
     generated: list[tuple[str, bytes, tuple[str, ...]]] = [
@@ -126,6 +140,17 @@ def hostile_files(max_upload_bytes: int) -> list[tuple[str, bytes, tuple[str, ..
         ("archive.jpg", _zip_named_jpg(), ("zip",)),
         ("notes.jpg", b"these are my notes, not a photo\n", ("not an image",)),
         ("too_big.jpg", _oversized(max_upload_bytes), ("limit",)),
+        ("heic_ispe_40000x30000.heic", with_ispe(photo("HEIF"), 40000, 30000), ("40000×30000",)),
+        ("avif_ispe_12000x12000.avif", with_ispe(photo("AVIF"), 12000, 12000), ("12000×12000",)),
+        (
+            "webp_canvas_16000x16000.webp",
+            webp_with_canvas(photo("WEBP"), 16000, 16000),
+            ("16000×16000",),
+        ),
+        ("truncated.heic", _cut(photo("HEIF", size=(300, 200))), ("truncated",)),
+        ("truncated.avif", _cut(photo("AVIF", size=(300, 200))), ("truncated",)),
+        ("truncated.webp", _cut(photo("WEBP", size=(300, 200))), ("truncated",)),
+        ("heic_meta_box_4gib.heic", _heic_with_endless_box(), ("truncated", "claims")),
     ]
     corpus: list[tuple[str, bytes, tuple[str, ...]]] = [
         ("empty_0_bytes.jpg", (FIXTURES / "empty_0_bytes.jpg").read_bytes(), ("empty",)),

@@ -1,9 +1,10 @@
 """Hostile files end REJECTED with a reason a person understands, within seconds, without a
 worker crash and within a stated memory bound.
 
-The files are in `hostile_files.py`: pixel bombs in JPEG and PNG headers, zero dimensions,
-zTXt/iTXt chunks that inflate to 256 MiB, HTML and a ZIP archive named `.jpg`, an empty file,
-a file over the (1 MiB, for this stack) upload limit, and the broken files of the corpus.
+The files are in `hostile_files.py`: pixel bombs in JPEG, PNG, HEIC, AVIF and WebP headers, zero
+dimensions, zTXt/iTXt chunks that inflate to 256 MiB, truncated HEIC/AVIF/WebP, a HEIC box that
+claims 4 GiB, HTML and a ZIP archive named `.jpg`, an empty file, a file over the (1 MiB, for
+this stack) upload limit, and the broken files of the corpus.
 """
 
 from __future__ import annotations

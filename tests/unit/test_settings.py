@@ -17,7 +17,7 @@ def test_defaults_follow_the_reference_design() -> None:
     settings = Settings(_env_file=None)
     assert settings.max_upload_bytes == 50 * 1024 * 1024
     assert settings.max_pixels == 100_000_000
-    assert settings.supported_formats == ["JPEG", "PNG"]
+    assert settings.supported_formats == ["JPEG", "PNG", "HEIF", "WEBP", "AVIF"]
     assert (settings.tagger_max_labels, settings.tagger_min_confidence) == (10, 60.0)
 
 

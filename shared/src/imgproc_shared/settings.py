@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+
+# What the extractor identifies and the workflow processes unless IMGPROC_SUPPORTED_FORMATS
+# narrows it: HEIF covers HEIC (iPhones), WebP and AVIF are what websites and camera apps save.
+DEFAULT_SUPPORTED_FORMATS = ("JPEG", "PNG", "HEIF", "WEBP", "AVIF")
+_FORMAT_ALIASES = {"HEIC": "HEIF", "JPG": "JPEG"}
 
 
 class Settings(BaseSettings):
@@ -24,11 +30,16 @@ class Settings(BaseSettings):
     # Set on AWS from the stack outputs; locally derived from the embedded account.
     state_machine_arn: str | None = None
 
+    # The owner of an object put straight into the bucket under `incoming/` without an
+    # `x-amz-meta-owner` (same rule as image ids: letters, digits, '-', '_').
+    default_owner: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
     max_upload_bytes: int = Field(default=50 * MiB, gt=0)
     max_pixels: int = Field(default=100_000_000, gt=0)
-    # "JPEG,PNG" or a JSON list in the environment.
+    # "JPEG,PNG" or a JSON list in the environment; names as the extractor reports them
+    # (HEIC counts as HEIF). "JPEG,PNG" is the seed's narrower set.
     supported_formats: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["JPEG", "PNG"]
+        default_factory=lambda: list(DEFAULT_SUPPORTED_FORMATS)
     )
 
     # Messages one worker process works on at once (and its long-poll batch size, up to 10).
@@ -83,7 +94,7 @@ class Settings(BaseSettings):
     @field_validator("supported_formats")
     @classmethod
     def _upper_formats(cls, value: list[str]) -> list[str]:
-        return [fmt.upper() for fmt in value]
+        return [_FORMAT_ALIASES.get(fmt.upper(), fmt.upper()) for fmt in value]
 
     @property
     def workers_file(self) -> Path:
@@ -92,10 +103,15 @@ class Settings(BaseSettings):
 
     def accepted_formats(self) -> list[str]:
         """Formats Validate lets through: MPO (multi-picture JPEG from cameras) counts as JPEG."""
-        formats = list(self.supported_formats)
-        if "JPEG" in formats and "MPO" not in formats:
-            formats.append("MPO")
-        return formats
+        return accepted_formats(self.supported_formats)
+
+
+def accepted_formats(supported: Iterable[str]) -> list[str]:
+    """The format names the workflow's Validate accepts for these supported formats."""
+    formats = list(supported)
+    if "JPEG" in formats and "MPO" not in formats:
+        formats.append("MPO")
+    return formats
 
 
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash, 256 bits. The status API

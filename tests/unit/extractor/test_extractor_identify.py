@@ -99,7 +99,8 @@ def test_other_format_not_identifiable_from_the_head_needs_the_whole_file() -> N
         (b"Hello, this is just a note saved with the wrong name.\n", "looks like text"),
         (b"<!DOCTYPE html><html><body>oops</body></html>", "looks like HTML"),
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "looks like a PDF document"),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC/HEIF image"),
+        # A HEIC signature and nothing after it: identified, then refused as broken.
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "the HEIF header is broken"),
         (bytes(range(256)) * 4, "looks like unrecognised binary data"),
     ],
 )

@@ -1,21 +1,25 @@
 """What a file is, judged by its first bytes and never by its name.
 
-JPEG and PNG (the formats the workflow processes) are recognised here by their signatures and
-checked in depth; anything else is left to Pillow to identify, so a GIF, BMP, WebP or TIFF is
-reported as what it is and the workflow's Validate rejects it. When nothing can read the file,
-`looks_like` says in words what it seems to be, for the rejection a person reads.
+JPEG, PNG, HEIF/HEIC, AVIF and WebP (the formats the workflow can process) are recognised here
+by their signatures (`ftyp` brands, `RIFF....WEBP`) and checked in depth; anything else is left
+to Pillow to identify, so a GIF, BMP or TIFF is reported as what it is and the workflow's
+Validate rejects it. When nothing can read the file, `looks_like` says in words what it seems
+to be, for the rejection a person reads.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from imgproc_extractor import jpeg, png
+from imgproc_extractor import isobmff, jpeg, png, webp
 
 
 class Container(StrEnum):
     JPEG = "JPEG"  # JPEG or MPO (a JPEG carrying more pictures)
     PNG = "PNG"
+    HEIF = "HEIF"  # HEIC (HEVC) and other HEIF images
+    AVIF = "AVIF"
+    WEBP = "WEBP"
     OTHER = "OTHER"
 
 
@@ -25,6 +29,13 @@ def container(head: bytes) -> Container:
         return Container.JPEG
     if head.startswith(png.SIGNATURE):
         return Container.PNG
+    if webp.is_webp(head):
+        return Container.WEBP
+    found = isobmff.brands(head)
+    if isobmff.is_avif(found):
+        return Container.AVIF
+    if isobmff.is_heif(found):
+        return Container.HEIF
     return Container.OTHER
 
 
@@ -43,7 +54,6 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\x1a\x45\xdf\xa3", 0, "a Matroska/WebM video"),
     (b"8BPS", 0, "a Photoshop document"),
 )
-_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 _VIDEO_BRANDS = (b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V ", b"qt  ", b"3gp4", b"3gp5")
 
 
@@ -54,8 +64,8 @@ def looks_like(head: bytes) -> str:
             return what
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in _HEIF_BRANDS:
-            return "a HEIC/HEIF image, which is not supported"
+        if brand in isobmff.HEIF_BRANDS | isobmff.AVIF_BRANDS:
+            return "a HEIF/AVIF image"
         if brand in _VIDEO_BRANDS:
             return "an MP4/QuickTime video"
         return "an ISO media file"

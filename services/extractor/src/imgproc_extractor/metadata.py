@@ -6,6 +6,17 @@ cannot be decided from those raises `NeedWholeObject`, and the handler reads it 
 
 Order of checks: empty → container and header structure → pixel limit (from the header, before
 Pillow ever sees the frame) → truncation → Pillow's header parse → EXIF.
+
+HEIF/HEIC, AVIF and WebP are judged the same way from their box or chunk headers; their EXIF
+sits behind the image data or at an item location anywhere in the file, so once the head has
+passed the pixel limit they are read whole. Opening them never decodes pixels: pillow-heif and
+Pillow's AVIF and WebP plugins parse the container on open and decode only on `load`.
+
+Orientation: libheif applies a HEIF's `irot`/`imir` transforms when it decodes, reports the
+upright size and sets the EXIF orientation it hands over to 1, so a HEIF's pixels arrive upright
+(orientation 1) wherever they are decoded. Pillow's AVIF plugin does the opposite: it decodes
+the stored pixels and turns `irot`/`imir` into the EXIF orientation, which is applied as for a
+JPEG. Either way the orientation reported is the one the thumbnailer and tagger apply.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from imgproc_extractor import jpeg, png
+from imgproc_extractor import isobmff, jpeg, png, webp
 from imgproc_extractor.content import Container, container, looks_like
 from imgproc_extractor.exif import ExifFields, extract_fields, load_exif, xmp_orientation
 from imgproc_shared.errors import CorruptImage, TooLarge
@@ -70,6 +81,10 @@ def describe(sample: ObjectBytes, max_pixels: int) -> ImageFacts:
         return _describe_jpeg(sample, max_pixels)
     if kind is Container.PNG:
         return _describe_png(sample, max_pixels)
+    if kind in (Container.HEIF, Container.AVIF):
+        return _describe_heif(sample, max_pixels, kind.value)
+    if kind is Container.WEBP:
+        return _describe_webp(sample, max_pixels)
     return _describe_other(sample, max_pixels)
 
 
@@ -120,6 +135,56 @@ def _describe_png(sample: ObjectBytes, max_pixels: int) -> ImageFacts:
         raw_exif = layout.exif or tail.exif or _raw_profile_exif(im.info)
         fields = _fields(raw_exif, im.info.get("XML:com.adobe.xmp") or im.info.get("xmp"))
         return ImageFacts(im.format or "PNG", im.width, im.height, im.mode, fields)
+
+
+def _describe_heif(sample: ObjectBytes, max_pixels: int, fmt: str) -> ImageFacts:
+    """HEIF/HEIC (pillow-heif) or AVIF (Pillow): sizes from `meta` before either library parses."""
+    try:
+        layout = isobmff.read_layout(sample.head, sample.size)
+    except isobmff.HeaderIncomplete:
+        if not sample.complete:
+            raise NeedWholeObject from None
+        raise CorruptImage(f"the {fmt} is truncated (it ends inside its header)") from None
+    except isobmff.Truncated as exc:
+        raise CorruptImage(f"the {fmt} is truncated ({exc})") from None
+    except isobmff.HeaderCorrupt as exc:
+        raise CorruptImage(f"the {fmt} header is broken ({exc})") from None
+    for width, height in layout.sizes:
+        _check_pixels(width, height, max_pixels)
+    fmt = layout.coded_as(fmt)
+    if not sample.complete:
+        raise NeedWholeObject  # the EXIF item may be anywhere; libheif reads it from the file
+    try:
+        isobmff.check_complete(sample.head)
+    except isobmff.Truncated as exc:
+        raise CorruptImage(f"the {fmt} is truncated ({exc})") from None
+    except isobmff.HeaderCorrupt as exc:
+        raise CorruptImage(f"the {fmt} header is broken ({exc})") from None
+    with _open(sample.head, fmt, (fmt,)) as im:
+        _check_pixels(*im.size, max_pixels)
+        fields = _fields(im.info.get("exif"), im.info.get("xmp"))
+        return ImageFacts(im.format or fmt, im.width, im.height, im.mode, fields)
+
+
+def _describe_webp(sample: ObjectBytes, max_pixels: int) -> ImageFacts:
+    try:
+        layout = webp.read_layout(sample.head)
+    except webp.HeaderIncomplete:
+        raise CorruptImage("the WebP is truncated (it ends inside its header)") from None
+    except webp.HeaderCorrupt as exc:
+        raise CorruptImage(str(exc)) from None
+    _check_pixels(layout.width, layout.height, max_pixels)
+    if sample.size < layout.declared_size:
+        raise CorruptImage(
+            f"the WebP is truncated (it is {sample.size:,} bytes; "
+            f"its header says {layout.declared_size:,})"
+        )
+    if not sample.complete:
+        raise NeedWholeObject  # Pillow parses the whole file; EXIF comes after the image data
+    with _open(sample.head, "WebP", ("WEBP",)) as im:
+        _check_pixels(*im.size, max_pixels)
+        fields = _fields(im.info.get("exif"), im.info.get("xmp"))
+        return ImageFacts(im.format or "WEBP", im.width, im.height, im.mode, fields)
 
 
 def _describe_other(sample: ObjectBytes, max_pixels: int) -> ImageFacts:

@@ -1,2 +1,8 @@
 """The thumbnailer: the renditions the web client shows (256 px thumbnail, 1280 px preview)
 and a ThumbHash placeholder, made from one decode of each photo."""
+
+import pillow_heif
+
+# Pillow reads HEIC/HEIF through pillow-heif's opener, registered once per process here (this
+# package is imported before any of its modules). Depth and auxiliary images are never used.
+pillow_heif.register_heif_opener(depth_images=False, aux_images=False)
