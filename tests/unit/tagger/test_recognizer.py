@@ -128,25 +128,41 @@ def test_a_person_with_a_dog_and_a_horse_gets_all_three_with_boxes(recognizer: R
     assert found.decode_s >= 0 and found.classifier_s > 0 and found.detector_s > 0
 
 
-def test_a_photo_stored_sideways_gets_its_boxes_in_the_upright_frame(
-    recognizer: Recognizer,
+# Stored pixels for each EXIF orientation: the inverse of what a viewer applies to show them
+# upright (orientation 6 means "rotate 90° clockwise to view", so the pixels are stored turned
+# 90° the other way).
+_STORE_FOR_ORIENTATION = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(_STORE_FOR_ORIENTATION))
+def test_boxes_are_in_the_upright_frame_for_every_orientation(
+    recognizer: Recognizer, orientation: int
 ) -> None:
     photo = Image.open(TAGGER_FIXTURES / "person_dog_horse.jpg")
     upright_labels = recognizer.recognize((TAGGER_FIXTURES / "person_dog_horse.jpg").read_bytes())
-    # Orientation 6 means "rotate 90° clockwise to view": store the pixels turned the other way.
-    stored = photo.transpose(Image.Transpose.ROTATE_90)
+    turn = _STORE_FOR_ORIENTATION[orientation]
+    stored = photo.transpose(turn) if turn is not None else photo.copy()
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[0x0112] = orientation
     out = io.BytesIO()
     stored.save(out, "JPEG", quality=92, exif=exif)
-    sideways = recognizer.recognize(out.getvalue())
+    turned = recognizer.recognize(out.getvalue())
 
     def dog_box(labels: list[object]) -> np.ndarray:
         dog = next(label for label in labels if label.name == "Dog")  # type: ignore[attr-defined]
         box = dog.instances[0].bounding_box
         return np.array([box.left, box.top, box.width, box.height])
 
-    assert dog_box(sideways.labels) == pytest.approx(dog_box(upright_labels.labels), abs=0.04)
+    assert dog_box(turned.labels) == pytest.approx(dog_box(upright_labels.labels), abs=0.04)
 
 
 def test_one_object_given_several_classes_keeps_the_one_the_classifier_supports() -> None:
