@@ -13,9 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from imgproc_cli.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import Catalog, from_item
+from imgproc_shared.catalog import Catalog, is_conditional_failure
 from imgproc_shared.models import (
     ALBUM_NAME_MAX,
     ImageStatus,
@@ -23,7 +25,7 @@ from imgproc_shared.models import (
     is_valid_display_name,
     is_valid_id,
 )
-from imgproc_shared.resources import ALBUMS_BY_OWNER_INDEX, ResourceNames, incoming_key
+from imgproc_shared.resources import ResourceNames, incoming_key
 from imgproc_shared.settings import Settings
 from imgproc_shared.views import image_view
 
@@ -84,21 +86,54 @@ def _extension(path: Path) -> str:
     return ext if _EXTENSION.match(ext) else "bin"
 
 
-async def _album_id(catalog: Catalog, aws: AwsClients, owner: str, name: str) -> str:
-    response = await aws.dynamodb.query(
-        TableName=catalog.albums_table,
-        IndexName=ALBUMS_BY_OWNER_INDEX,
-        KeyConditionExpression="#owner = :owner",
-        ExpressionAttributeNames={"#owner": "owner"},
-        ExpressionAttributeValues={":owner": {"S": owner}},
+async def _album_id(catalog: Catalog, owner: str, name: str) -> str:
+    # Through the album's name guard, as the status API creates albums: a query-then-put
+    # would let two commands running at once make two albums of one name.
+    return await catalog.album_named(owner, name)
+
+
+async def put_original(
+    aws: AwsClients,
+    catalog: Catalog,
+    names: ResourceNames,
+    *,
+    image_id: str,
+    owner: str,
+    album_id: str,
+    file_name: str,
+    data: bytes,
+    content_type: str | None = None,
+) -> str:
+    """Record the upload (UPLOADING) and put the original under `incoming/`; returns its key.
+
+    Safe to repeat with the same image id (a resumed import): the record is kept, the object
+    is put again under the same key, and the starter (execution named by the image id) starts
+    nothing new for an image already on its way.
+    """
+    key = incoming_key(owner, album_id, image_id, _extension(Path(file_name)))
+    content_type = content_type or _content_type(Path(file_name))
+    try:
+        await catalog.record_upload(
+            image_id=image_id,
+            owner=owner,
+            album_id=album_id,
+            bucket=names.bucket,
+            key=key,
+            file_name=clean_file_name(file_name),
+            content_type=content_type,
+            size=len(data),
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
+    await aws.s3.put_object(
+        Bucket=names.bucket,
+        Key=key,
+        Body=data,
+        ContentType=content_type,
+        ChecksumAlgorithm="SHA256",
     )
-    for item in response.get("Items", []):
-        album = from_item(item)
-        if album.get("name") == name:
-            return str(album["album_id"])
-    album_id = uuid.uuid4().hex
-    await catalog.put_album(album_id=album_id, owner=owner, name=name)
-    return album_id
+    return key
 
 
 async def _presigned(aws: AwsClients, bucket: str, key: str) -> str:
@@ -163,29 +198,19 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
     names = ResourceNames.from_settings(settings)
     async with AwsClients(settings) as aws:
         catalog = Catalog(aws, names)
-        album_id = await _album_id(catalog, aws, args.user, album_name)
+        album_id = await _album_id(catalog, args.user, album_name)
         uploaded: list[tuple[str, str]] = []
         for path in paths:
             image_id = uuid.uuid4().hex
-            key = incoming_key(args.user, album_id, image_id, _extension(path))
-            data = path.read_bytes()
-            content_type = _content_type(path)
-            await catalog.record_upload(
+            await put_original(
+                aws,
+                catalog,
+                names,
                 image_id=image_id,
                 owner=args.user,
                 album_id=album_id,
-                bucket=names.bucket,
-                key=key,
-                file_name=clean_file_name(path.name),
-                content_type=content_type,
-                size=len(data),
-            )
-            await aws.s3.put_object(
-                Bucket=names.bucket,
-                Key=key,
-                Body=data,
-                ContentType=content_type,
-                ChecksumAlgorithm="SHA256",
+                file_name=path.name,
+                data=path.read_bytes(),
             )
             uploaded.append((str(path), image_id))
             if not args.wait:

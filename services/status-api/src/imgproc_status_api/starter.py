@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import Catalog
+from imgproc_shared.catalog import Catalog, is_conditional_failure
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
-from imgproc_shared.models import WorkflowInput, is_valid_id
+from imgproc_shared.models import (
+    ALBUM_NAME_MAX,
+    WorkflowInput,
+    clean_file_name,
+    is_valid_display_name,
+    is_valid_id,
+)
 from imgproc_shared.resources import INCOMING_PREFIX, Queue, ResourceNames, execution_arn
 from imgproc_shared.s3_events import MalformedEvent, ObjectCreated, parse_s3_event
 from imgproc_shared.settings import Settings
@@ -29,18 +36,65 @@ class UnknownImage(UnexpectedKey):
     """An event for an image with neither a record nor an object: nothing to process."""
 
 
-def parse_incoming_key(key: str) -> tuple[str, str, str]:
-    """`incoming/{owner}/{album}/{image_id}.{ext}` → (owner, album, image_id)."""
+# The album of an object put straight into `incoming/` (no folder, no album metadata).
+TOP_LEVEL_ALBUM = "Imported"
+# User metadata naming the owner and the album (`x-amz-meta-owner`, `x-amz-meta-album`); the
+# seed's web app wrote `userid` and `albumid`, still read.
+OWNER_METADATA = ("owner", "userid")
+ALBUM_METADATA = ("album", "albumid")
+
+
+def parse_incoming_key(key: str) -> tuple[str, str, str] | None:
+    """`incoming/{owner}/{album}/{image_id}.{ext}` → (owner, album, image_id); None for any
+    other key (an object put straight into the bucket, in a layout of its own)."""
     if not key.startswith(INCOMING_PREFIX):
-        raise UnexpectedKey(f"not under {INCOMING_PREFIX}: {key!r}")
+        return None
     parts = key[len(INCOMING_PREFIX) :].split("/")
     if len(parts) != 3:
-        raise UnexpectedKey(f"expected incoming/OWNER/ALBUM/IMAGE.EXT, got {key!r}")
+        return None
     owner, album_id, file_name = parts
     image_id = file_name.split(".", 1)[0]
     if not (is_valid_id(owner) and is_valid_id(album_id) and is_valid_id(image_id)):
-        raise UnexpectedKey(f"invalid owner, album or image id in {key!r}")
+        return None
     return owner, album_id, image_id
+
+
+def is_processable_key(key: str) -> bool:
+    """An object under `incoming/` (a "folder" marker, ending in `/`, is not an object)."""
+    return key.startswith(INCOMING_PREFIX) and len(key) > len(INCOMING_PREFIX) and key[-1] != "/"
+
+
+def folder_album_name(key: str) -> str:
+    """The album of an object put straight into the bucket: its folder under `incoming/`
+    (`incoming/trip/photo.jpg` → "trip", `incoming/2024/rome/x.jpg` → "2024/rome"), or
+    TOP_LEVEL_ALBUM for an object directly under `incoming/`."""
+    folders = [p for p in key[len(INCOMING_PREFIX) :].split("/")[:-1] if p.strip()]
+    for name in ("/".join(folders).strip(), (folders[-1].strip() if folders else "")):
+        if name and is_valid_display_name(name, ALBUM_NAME_MAX):
+            return name
+    if folders:
+        # A folder name too long or with control characters: its readable start.
+        cleaned = clean_file_name(folders[-1])[:ALBUM_NAME_MAX].strip()
+        if cleaned and is_valid_display_name(cleaned, ALBUM_NAME_MAX):
+            return cleaned
+    return TOP_LEVEL_ALBUM
+
+
+def direct_image_id(bucket: str, key: str, etag: str, version_id: str | None) -> str:
+    """The image id of an object put straight into the bucket: the same for every event about
+    the same version of the object (so a duplicate event starts nothing new), new when the
+    object is replaced."""
+    identity = "\n".join((bucket, key, etag.strip('"'), version_id or ""))
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def _metadata(head: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    for name in names:
+        value = metadata.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 class Starter:
@@ -54,7 +108,14 @@ class Starter:
 
     async def start_image(self, created: ObjectCreated) -> bool:
         """Start the execution for one uploaded object; False when it already ran or runs."""
-        owner, album_id, image_id = parse_incoming_key(created.key)
+        if not is_processable_key(created.key):
+            # The bucket notification only sends `incoming/`; anything else is not an upload.
+            log.info("object outside incoming/ ignored", key=created.key)
+            return False
+        layout = parse_incoming_key(created.key)
+        if layout is None:
+            return await self._start_direct(created, await self._head(created))
+        owner, album_id, image_id = layout
         arn = execution_arn(self.state_machine_arn, image_id)
         bound = log.bind(image_id=image_id)
         # Record PROCESSING before starting, so the execution's own writes always come later.
@@ -75,23 +136,92 @@ class Starter:
                 # Found by the reliability tests (poison messages): an event naming an image
                 # that has no record and no object used to create a record and an execution
                 # that then FAILED ("no longer exists"). Such an event is poison: left for the
-                # dead-letter queue. An object put straight into S3 gets its record here.
-                if not await self._object_exists(created.bucket, created.key):
-                    raise UnknownImage(
-                        f"no image {image_id} and no object s3://{created.bucket}/{created.key}"
-                    )
+                # dead-letter queue.
+                head = await self._head(created)
+                if not await self._is_own_layout(owner, album_id, head):
+                    # e.g. `incoming/trip/2024/photo.jpg`, put by a person: not our layout.
+                    return await self._start_direct(created, head)
+                # An object put straight into S3 in our layout gets its record here.
                 fresh = await mark()
                 if not fresh:
                     record = await self.catalog.get_image(image_id)
             if not fresh and record and record.get("status") not in ("UPLOADING", "PROCESSING"):
                 bound.info("duplicate upload event ignored", status=record.get("status"))
                 return False
-        workflow_input = WorkflowInput(
+        return await self._start_execution(image_id, created.bucket, created.key, owner, album_id)
+
+    async def _is_own_layout(self, owner: str, album_id: str, head: dict[str, Any]) -> bool:
+        """A key shaped like ours, without a record: ours when it names an album of its owner
+        and carries no owner/album metadata of its own."""
+        if _metadata(head, OWNER_METADATA) or _metadata(head, ALBUM_METADATA):
+            return False
+        album = await self.catalog.get_album(album_id)
+        return album is not None and album.get("owner") == owner
+
+    async def _start_direct(self, created: ObjectCreated, head: dict[str, Any]) -> bool:
+        """An object put straight into `incoming/` with a key of its own: a fresh image id (from
+        the object's identity), the owner and album from its metadata or the defaults."""
+        image_id = direct_image_id(
+            created.bucket, created.key, str(head.get("ETag", "")), head.get("VersionId")
+        )
+        bound = log.bind(image_id=image_id, key=created.key)
+        record = await self.catalog.get_image(image_id, ("owner", "album_id", "status"))
+        if record is None:
+            owner, album_id = await self._owner_and_album(created.key, head)
+            try:
+                await self.catalog.record_upload(
+                    image_id=image_id,
+                    owner=owner,
+                    album_id=album_id,
+                    bucket=created.bucket,
+                    key=created.key,
+                    file_name=clean_file_name(created.key),
+                    content_type=head.get("ContentType"),
+                    size=head.get("ContentLength"),
+                )
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+            record = await self.catalog.get_image(image_id, ("owner", "album_id", "status"))
+            assert record is not None  # recorded just now, by this event or a duplicate
+        owner, album_id = str(record["owner"]), str(record["album_id"])
+        fresh = await self.catalog.mark_processing(
             image_id=image_id,
-            bucket=created.bucket,
-            key=created.key,
             owner=owner,
             album_id=album_id,
+            bucket=created.bucket,
+            key=created.key,
+            execution_arn=execution_arn(self.state_machine_arn, image_id),
+            recorded_only=True,
+        )
+        if not fresh:
+            status = (await self.catalog.get_image(image_id, ("status",)) or {}).get("status")
+            if status not in ("UPLOADING", "PROCESSING"):
+                bound.info("duplicate upload event ignored", status=status)
+                return False
+        return await self._start_execution(image_id, created.bucket, created.key, owner, album_id)
+
+    async def _owner_and_album(self, key: str, head: dict[str, Any]) -> tuple[str, str]:
+        owner = _metadata(head, OWNER_METADATA)
+        if owner is None or not is_valid_id(owner):
+            if owner is not None:
+                log.warning("invalid owner metadata: default owner used", key=key)
+            owner = self.settings.default_owner
+        album = _metadata(head, ALBUM_METADATA)
+        if album is not None and is_valid_id(album):
+            existing = await self.catalog.get_album(album)
+            if existing is not None and existing.get("owner") == owner:
+                return owner, album
+        if album is None or not is_valid_display_name(album, ALBUM_NAME_MAX):
+            album = folder_album_name(key)
+        return owner, await self.catalog.album_named(owner, album.strip())
+
+    async def _start_execution(
+        self, image_id: str, bucket: str, key: str, owner: str, album_id: str
+    ) -> bool:
+        bound = log.bind(image_id=image_id)
+        workflow_input = WorkflowInput(
+            image_id=image_id, bucket=bucket, key=key, owner=owner, album_id=album_id
         )
         try:
             await self.aws.stepfunctions.start_execution(
@@ -105,17 +235,23 @@ class Starter:
                 return False
             raise
         self.started += 1
-        bound.info("execution started", execution_arn=arn)
+        bound.info(
+            "execution started", execution_arn=execution_arn(self.state_machine_arn, image_id)
+        )
         return True
 
-    async def _object_exists(self, bucket: str, key: str) -> bool:
+    async def _head(self, created: ObjectCreated) -> dict[str, Any]:
+        """The object's head; an event for an object that is not there is poison
+        (`UnknownImage`, left for the dead-letter queue)."""
         try:
-            await self.aws.s3.head_object(Bucket=bucket, Key=key)
+            head: dict[str, Any] = await self.aws.s3.head_object(
+                Bucket=created.bucket, Key=created.key
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                raise UnknownImage(f"no object s3://{created.bucket}/{created.key}") from exc
             raise
-        return True
+        return head
 
     async def handle(self, body: str) -> None:
         for created in parse_s3_event(body):
