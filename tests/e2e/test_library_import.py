@@ -30,6 +30,7 @@ from imgproc_shared.catalog import Catalog
 from imgproc_shared.resources import ResourceNames
 from imgproc_status_api.starter import direct_image_id
 
+from phone_photos import photo as phone_photo
 from stack_process import IMGPROC, RunningStack, start_stack
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +38,10 @@ pytestmark = pytest.mark.e2e
 OWNER = "importer"
 PHOTOS = 200
 # Where the photos go, relative to the library's root ("" is the root itself).
+# A phone's and a website's formats beside the camera's: index % 10 → format.
+LIBRARY_FORMATS = {0: "PNG", 3: "HEIF", 5: "WEBP", 7: "AVIF"}
+PHONE_FORMATS = ("HEIF", "WEBP", "AVIF")
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "HEIF": "heic", "WEBP": "webp", "AVIF": "avif"}
 FOLDERS = ("", "2023/Summer", "2023/Winter", "2024", "2024/Rome/day 1", "scans.jpg")
 
 
@@ -50,6 +55,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 def _photo(index: int, fmt: str = "JPEG") -> bytes:
     """A small photo of its own colour; the comment keeps even close colours' files apart."""
     colour = ((index * 37) % 256, (index * 91) % 256, (index * 53) % 256)
+    if fmt in PHONE_FORMATS:
+        return phone_photo(fmt, (64, 48), colour=colour)
     buffer = io.BytesIO()
     if fmt == "JPEG":
         Image.new("RGB", (64, 48), colour).save(buffer, "JPEG", comment=f"photo {index}")
@@ -61,19 +68,22 @@ def _photo(index: int, fmt: str = "JPEG") -> bytes:
 
 
 def _library(root: Path) -> dict[str, int]:
-    """200 photos (every tenth a PNG) in nested folders, 2 identical copies, 3 entries that
+    """200 photos (a mixed library: every tenth a PNG, a HEIC, a WebP and an AVIF) in nested
+    folders, 2 identical copies, 3 entries that
     cannot be read (a broken link, a link to itself, a FIFO), 2 files that are not photos.
     Returns the number of distinct photos per folder."""
     per_folder: dict[str, int] = {}
     for index in range(PHOTOS):
         folder = FOLDERS[index % len(FOLDERS)]
         (root / folder).mkdir(parents=True, exist_ok=True)
-        fmt = "PNG" if index % 10 == 0 else "JPEG"
-        name = f"IMG_{index:04d}.{'png' if fmt == 'PNG' else 'jpg'}"
+        fmt = LIBRARY_FORMATS.get(index % 10, "JPEG")
+        name = f"IMG_{index:04d}.{EXTENSIONS[fmt]}"
         (root / folder / name).write_bytes(_photo(index, fmt))
         per_folder[folder] = per_folder.get(folder, 0) + 1
     # Copies beside their originals, so which of the two is the duplicate decides no album.
-    (root / "2024" / "IMG_0003 copy.jpg").write_bytes((root / "2024" / "IMG_0003.jpg").read_bytes())
+    (root / "2024" / "IMG_0003 copy.heic").write_bytes(
+        (root / "2024" / "IMG_0003.heic").read_bytes()
+    )
     (root / "IMG_0006 (1).jpg").write_bytes((root / "IMG_0006.jpg").read_bytes())
     (root / "2023/Summer" / "broken.jpg").symlink_to(root / "nowhere.jpg")
     (root / "2024" / "loop.jpg").symlink_to(root / "2024" / "loop.jpg")
@@ -175,7 +185,10 @@ def test_folder_import_interrupted_and_resumed_brings_each_photo_in_once(
         "2023/fake.jpg",
     }
     duplicates = {p: f for p, f in files.items() if f["status"] == "DUPLICATE"}
-    pairs = [("2024/IMG_0003.jpg", "2024/IMG_0003 copy.jpg"), ("IMG_0006.jpg", "IMG_0006 (1).jpg")]
+    pairs = [
+        ("2024/IMG_0003.heic", "2024/IMG_0003 copy.heic"),
+        ("IMG_0006.jpg", "IMG_0006 (1).jpg"),
+    ]
     for original, copy in pairs:
         [dup] = [p for p in (original, copy) if p in duplicates]
         kept = original if dup == copy else copy
@@ -227,6 +240,8 @@ def test_objects_put_straight_into_the_bucket_are_processed(stack: RunningStack)
     puts = {
         "incoming/photo.jpg": ({}, ("default", "Imported")),
         "incoming/trip/photo.jpg": ({}, ("default", "trip")),
+        # What `aws s3 cp photo.heic s3://BUCKET/incoming/` makes.
+        "incoming/photo.heic": ({}, ("default", "Imported")),
         "incoming/2024/été à Rome/IMG 1+2 #3.jpg": ({}, ("default", "2024/été à Rome")),
         "incoming/from-app/a.jpg": ({"owner": "carol", "album": "Holidays"}, ("carol", "Holidays")),
         # The seed web app's names, as it set them.
@@ -237,7 +252,8 @@ def test_objects_put_straight_into_the_bucket_are_processed(stack: RunningStack)
     }
     ids: dict[str, str] = {}
     for i, (key, (metadata, _)) in enumerate(puts.items()):
-        response = s3.put_object(Bucket=bucket, Key=key, Body=_photo(1002 + i), Metadata=metadata)
+        body = _photo(1002 + i, "HEIF" if key.endswith(".heic") else "JPEG")
+        response = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
         ids[key] = direct_image_id(bucket, key, response["ETag"], response.get("VersionId"))
 
     async def done() -> dict[str, dict[str, Any]] | None:
