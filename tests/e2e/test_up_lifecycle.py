@@ -46,4 +46,6 @@ def test_ctrl_c_stops_everything_within_15_seconds(tmp_path: Path) -> None:
     assert stack.process.returncode == 0
     assert not [pid for pid in services if _alive(pid)], "service processes left behind"
     assert not (tmp_path / "home" / "stack.json").exists()
-    assert "imgproc stopped." in stack.log_path.read_text()
+    log = stack.log_path.read_text()
+    assert "imgproc stopped in" in log and "final snapshot took" in log, log[-2000:]
+    assert "thread(s) still running" not in log and "Exception ignored" not in log, log[-2000:]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,15 @@ class KeepAliveServer:
         return str(self._server.effective_host), int(self._server.effective_port)
 
     def stop(self) -> None:
+        # Requests still being served end first: SQS long polls answer now, so the pool's
+        # threads are free to exit (each would otherwise wait out its poll, up to 20 s).
+        moto_speedups.end_long_polls()
+        # Answers being written need the server's trigger: let the requests in flight finish
+        # (each is quick now) before closing it.
+        dispatcher = self._server.task_dispatcher
+        deadline = time.monotonic() + 5
+        while dispatcher.active_count > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         # The loop runs while it has channels: close the listener and every open connection.
         self._server.close()
         for channel in list(self._server._map.values()):
@@ -164,6 +174,7 @@ class EmbeddedAws:
         return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
+        moto_speedups.end_long_polls()
         self.server.stop()
 
 
@@ -177,6 +188,10 @@ def start_embedded_aws(host: str = "127.0.0.1", port: int = 0) -> EmbeddedAws:
     from moto.core.config import default_user_config
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    # Each fix's names are checked first (moto_speedups.PATCH_TARGETS): an upgrade of moto that
+    # moved one stops here, naming the patch.
+    for name in ("heartbeat_race", "task_failure_cause", "fresh_token_per_attempt"):
+        moto_speedups.check_targets(name)
     _patch_heartbeat_race()
     moto_speedups.install()
     _patch_task_failure_cause()

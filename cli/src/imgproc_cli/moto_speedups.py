@@ -30,14 +30,20 @@ moto computes:
   token, so each callback cost more the longer the server lived; the execution that issued a
   token is now indexed by the token (falling back to the scan for tokens not in the index).
 
-`IMGPROC_MOTO_SPEEDUPS=0` leaves moto as it ships (used only to measure the baseline). Two fixes
-are installed either way. A `SendTaskHeartbeat` that arrives before the interpreter has started
-waiting on the task (a fast worker) was refused with `InvalidToken`; AWS accepts it, and so does
-this endpoint now. And each DynamoDB request is atomic, as on AWS: moto applies an UpdateItem's
-actions one by one to the stored item and serializes a read from the live item, so a concurrent
-GetItem could see part of an update (a PROCESSED image without the renditions written with
-it). The request counter is installed either way too: it is what `imgproc loadtest` reads
-(GET `/_imgproc/stats`) to report the AWS API calls per image.
+Every moto name a patch relies on is declared in `PATCH_TARGETS` and checked before the patch
+is applied (and by tests/unit/test_moto_patch_targets.py): moto is pinned to 5.2.5, and an
+upgrade that moves a name fails naming the patch.
+
+`IMGPROC_MOTO_SPEEDUPS=0` leaves moto as it ships (used only to measure the baseline). Three
+fixes are installed either way. A `SendTaskHeartbeat` that arrives before the interpreter has
+started waiting on the task (a fast worker) was refused with `InvalidToken`; AWS accepts it, and
+so does this endpoint now. Each DynamoDB request is atomic, as on AWS: moto applies an
+UpdateItem's actions one by one to the stored item and serializes a read from the live item, so
+a concurrent GetItem could see part of an update (a PROCESSED image without the renditions
+written with it). And an SQS long poll ends when the endpoint stops (moto waited out
+`WaitTimeSeconds` on the server thread, so stopping waited for it too). The request counter is
+installed either way too: it is what `imgproc loadtest` reads (GET `/_imgproc/stats`) to report
+the AWS API calls per image.
 Requests that the hosting process makes with its own aiobotocore clients (`imgproc up`'s
 bootstrap, snapshots and queue watching) carry a marker header and are counted apart, as
 housekeeping that AWS would not see.
@@ -46,6 +52,9 @@ housekeeping that AWS would not see.
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.metadata
+import inspect
 import io
 import json
 import os
@@ -55,8 +64,270 @@ import time
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
+
+# --- what the patches rely on -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatchTarget:
+    """One name inside moto (or the libraries around it) that a patch replaces or relies on.
+
+    `parameters`: the leading parameter names the patch calls it with or replaces it by (a
+    moved or renamed parameter breaks the patch as surely as a moved name). `assigns`: an
+    instance attribute the patch reads, which this function (an `__init__`) must set.
+    """
+
+    patch: str
+    module: str
+    name: str  # dotted inside the module: "Class.method" or "function"
+    parameters: tuple[str, ...] | None = None
+    assigns: str | None = None
+    owner: str = "moto_speedups"  # the module holding the patch
+
+    def problem(self) -> str | None:
+        """Why the patch would break on the installed version; None when the name is there."""
+        where = f"{self.module}.{self.name}"
+        distribution = self.module.split(".", 1)[0]
+        try:
+            version = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            version = "(not installed)"
+
+        def broken(what: str) -> str:
+            return (
+                f"{self.owner}.{self.patch} relies on {what}, which {distribution} {version} "
+                f"no longer has: update the patch in {self.owner}.py for this version, or keep "
+                "the pinned one"
+            )
+
+        try:
+            found: Any = importlib.import_module(self.module)
+        except ImportError:
+            return broken(f"the module {self.module}")
+        for part in self.name.split("."):
+            try:
+                found = inspect.getattr_static(found, part)
+            except AttributeError:
+                return broken(where)
+        function: Any = found.fget if isinstance(found, property) else found
+        if isinstance(function, (classmethod, staticmethod)):
+            function = function.__func__
+        if self.parameters is not None:
+            try:
+                names = tuple(inspect.signature(function).parameters)
+            except (TypeError, ValueError):
+                return broken(f"{where}({', '.join(self.parameters)})")
+            if names[: len(self.parameters)] != self.parameters:
+                return broken(
+                    f"{where}({', '.join(self.parameters)}) (it has ({', '.join(names)}))"
+                )
+        if self.assigns is not None:
+            try:
+                source = inspect.getsource(function)
+            except (OSError, TypeError):
+                source = ""
+            if f"{self.assigns} =" not in source and f"{self.assigns}:" not in source:
+                return broken(f"{where} setting {self.assigns}")
+        return None
+
+
+_SFN = "moto.stepfunctions.parser"
+_CALLBACK = f"{_SFN}.asl.component.state.exec.state_task.service.state_task_service_callback"
+# Every name a patch here or in `embedded_aws` replaces or relies on, by patch. `install` checks
+# a patch's names before applying it, and tests/unit/test_moto_patch_targets.py checks them all:
+# an upgrade of moto that moves one fails with the patch's name instead of misbehaving.
+PATCH_TARGETS: tuple[PatchTarget, ...] = (
+    PatchTarget(
+        "program_cache",
+        f"{_SFN}.backend.execution_worker",
+        "ExecutionWorker._get_evaluation_entrypoint",
+        ("self",),
+    ),
+    PatchTarget(
+        "program_cache",
+        f"{_SFN}.backend.execution_worker",
+        "ExecutionWorker.__init__",
+        assigns="self._evaluation_details",
+    ),
+    PatchTarget(
+        "program_cache",
+        f"{_SFN}.asl.parse.asl_parser",
+        "AmazonStateLanguageParser.parse",
+        ("definition",),
+    ),
+    PatchTarget(
+        "program_cache", f"{_SFN}.asl.component.eval_component", "EvalComponent.heap_key", ("self",)
+    ),
+    PatchTarget("program_cache", f"{_SFN}.utils", "long_uid"),
+    PatchTarget("jsonpath_cache", f"{_SFN}.asl.utils.json_path", "parse"),
+    PatchTarget("jsonpath_cache", f"{_SFN}.asl.component.common.path.result_path", "parse"),
+    PatchTarget(
+        "client_cache",
+        f"{_SFN}.asl.utils.boto_client",
+        "boto_client_for",
+        ("region", "service", "state_credentials"),
+    ),
+    PatchTarget(
+        "in_process_service_tasks",
+        "moto.core.botocore_stubber",
+        "BotocoreStubber.__call__",
+        ("self", "event_name", "request"),
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.backend.execution",
+        "Execution._get_start_execution_worker",
+        ("self",),
+    ),
+    PatchTarget(
+        "token_index", f"{_SFN}.backend.execution", "Execution.__init__", assigns="self.exec_status"
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.backend.execution_worker",
+        "ExecutionWorker._get_evaluation_environment",
+        ("self",),
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.asl.eval.callback.callback",
+        "CallbackPoolManager.add",
+        ("self", "callback_id"),
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.models",
+        "StepFunctionsParserBackend.send_task_heartbeat",
+        ("self", "task_token"),
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.models",
+        "StepFunctionsParserBackend.send_task_success",
+        ("self", "task_token"),
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.models",
+        "StepFunctionsParserBackend.send_task_failure",
+        ("self", "task_token"),
+    ),
+    PatchTarget(
+        "token_index",
+        f"{_SFN}.models",
+        "StepFunctionsParserBackend._get_executions",
+        ("self", "execution_status"),
+    ),
+    PatchTarget(
+        "backend_lookup_cache",
+        "moto.moto_server.werkzeug_app",
+        "DomainDispatcherApplication.get_backend_for_host",
+        ("self", "host"),
+    ),
+    PatchTarget("hot_path_helpers", "moto.core.utils", "unix_time", ("dt",)),
+    PatchTarget("hot_path_helpers", "moto.core.utils", "unix_time_millis", ("dt",)),
+    PatchTarget("hot_path_helpers", "moto.core.utils", "method_names_from_class", ("clazz",)),
+    PatchTarget(
+        "hot_path_helpers",
+        "moto.dynamodb.parsing.expressions",
+        "UpdateExpressionParser.make",
+        ("cls", "expression_str"),
+    ),
+    PatchTarget(
+        "request_counter",
+        "moto.moto_server.werkzeug_app",
+        "DomainDispatcherApplication.__call__",
+        ("self", "environ", "start_response"),
+    ),
+    PatchTarget(
+        "local_origin", "aiobotocore.httpsession", "AIOHTTPSession.send", ("self", "request")
+    ),
+    PatchTarget(
+        "early_heartbeat",
+        f"{_SFN}.asl.eval.callback.callback",
+        "CallbackEndpoint.notify_heartbeat",
+        ("self",),
+    ),
+    PatchTarget(
+        "atomic_dynamodb", "moto.dynamodb.responses", "DynamoHandler.call_action", ("self",)
+    ),
+    PatchTarget(
+        "long_polls_end_on_stop", "moto.sqs.models", "Queue.wait_for_messages", ("self", "timeout")
+    ),
+    PatchTarget(
+        "long_polls_end_on_stop", "moto.sqs.models", "Queue.__init__", assigns="self._messages_lock"
+    ),
+    PatchTarget("long_polls_end_on_stop", "moto.sqs.models", "Queue.messages", ("self",)),
+    PatchTarget(
+        "long_polls_end_on_stop",
+        "moto.sqs.models",
+        "SQSBackend.receive_message",
+        ("self", "queue_name", "count", "wait_seconds_timeout"),
+    ),
+    # embedded_aws's fixes of the Step Functions interpreter.
+    PatchTarget(
+        "heartbeat_race",
+        _CALLBACK,
+        "StateTaskServiceCallback._wait_for_task_token_heartbeat",
+        ("self", "env", "callback_endpoint", "heartbeat_endpoint"),
+        owner="embedded_aws",
+    ),
+    PatchTarget(
+        "heartbeat_race",
+        f"{_SFN}.asl.eval.callback.callback",
+        "HeartbeatTimedOut",
+        owner="embedded_aws",
+    ),
+    PatchTarget(
+        "fresh_token_per_attempt",
+        _CALLBACK,
+        "StateTaskServiceCallback._eval_execution",
+        ("self", "env"),
+        owner="embedded_aws",
+    ),
+    PatchTarget(
+        "fresh_token_per_attempt",
+        f"{_SFN}.asl.component.state.exec.state_task.service.resource",
+        "ResourceCondition.WaitForTaskToken",
+        owner="embedded_aws",
+    ),
+    PatchTarget(
+        "task_failure_cause",
+        "moto.stepfunctions.responses",
+        "StepFunctionResponse.send_task_failure",
+        ("self",),
+        owner="embedded_aws",
+    ),
+    PatchTarget(
+        "task_failure_cause",
+        f"{_SFN}.models",
+        "StepFunctionsParserBackend.send_task_failure",
+        ("self", "task_token", "error", "cause"),
+        owner="embedded_aws",
+    ),
+    PatchTarget("task_failure_cause", "moto.core.responses", "EmptyResult", owner="embedded_aws"),
+)
+
+
+def target_problems(patch: str | None = None) -> list[str]:
+    """What the installed libraries lack of the names `patch` (every patch: None) relies on."""
+    return [
+        problem
+        for target in PATCH_TARGETS
+        if patch is None or target.patch == patch
+        if (problem := target.problem()) is not None
+    ]
+
+
+def check_targets(patch: str) -> None:
+    """Refuse to apply a patch whose names moved: it would fail, or do nothing, silently."""
+    problems = target_problems(patch)
+    if problems:
+        raise RuntimeError("; ".join(problems))
+
 
 STATS_PATH = "/_imgproc/stats"
 SPEEDUPS_ENV = "IMGPROC_MOTO_SPEEDUPS"
@@ -65,7 +336,13 @@ _EXPRESSION_CACHE_SIZE = 1024
 
 _installed: set[str] = set()
 # Installed either way: measurement, and fixes; not speedups.
-_MEASUREMENT = {"request_counter", "local_origin", "early_heartbeat", "atomic_dynamodb"}
+_MEASUREMENT = {
+    "request_counter",
+    "local_origin",
+    "early_heartbeat",
+    "atomic_dynamodb",
+    "long_polls_end_on_stop",
+}
 _install_lock = threading.Lock()
 
 
@@ -80,18 +357,14 @@ def speedups_enabled() -> bool:
     return os.environ.get(SPEEDUPS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def install(*, speedups: bool | None = None) -> list[str]:
-    """Install the request counter and (unless disabled) the speedups; idempotent.
-
-    Returns the names of the patches now active in this process.
-    """
-    if speedups is None:
-        speedups = speedups_enabled()
+def patches_to_install(*, speedups: bool) -> list[tuple[str, Callable[[], None]]]:
+    """Each patch `install` applies, by name (the names PATCH_TARGETS files its targets under)."""
     patches: list[tuple[str, Callable[[], None]]] = [
         ("request_counter", _patch_request_counter),
         ("local_origin", _patch_local_origin),
         ("early_heartbeat", _patch_early_heartbeat),
         ("atomic_dynamodb", _patch_atomic_dynamodb),
+        ("long_polls_end_on_stop", _patch_long_polls_end_on_stop),
     ]
     if speedups:
         patches += [
@@ -104,9 +377,21 @@ def install(*, speedups: bool | None = None) -> list[str]:
             ("quiet_request_log", _quiet_request_log),
             ("hot_path_helpers", _patch_hot_path_helpers),
         ]
+    return patches
+
+
+def install(*, speedups: bool | None = None) -> list[str]:
+    """Install the request counter and (unless disabled) the speedups; idempotent.
+
+    Returns the names of the patches now active in this process.
+    """
+    if speedups is None:
+        speedups = speedups_enabled()
+    patches = patches_to_install(speedups=speedups)
     with _install_lock:
         for name, patch in patches:
             if name not in _installed:
+                check_targets(name)
                 patch()
                 _installed.add(name)
         return sorted(_installed)
@@ -582,3 +867,59 @@ def _patch_atomic_dynamodb() -> None:
             return original(self)
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+# Set when the endpoint stops: SQS long polls still waiting end at once, with no messages.
+_endpoint_stopping = threading.Event()
+_waiting_queues: weakref.WeakSet[Any] = weakref.WeakSet()
+_waiting_lock = threading.Lock()
+
+
+class _LongPollEnded(Exception):
+    pass
+
+
+def _patch_long_polls_end_on_stop() -> None:
+    """End SQS long polls when the endpoint stops.
+
+    moto's `ReceiveMessage` waits out its `WaitTimeSeconds` (up to 20 s) on the server thread
+    even after the client went away (a stopped worker): the server could not stop its threads
+    until then ("N thread(s) still running"). A wait now also ends when the endpoint stops,
+    and the receive answers with no messages (it waits only while it has none).
+    """
+    from moto.sqs.models import Queue, SQSBackend
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        with _waiting_lock:
+            _waiting_queues.add(self)
+        with self._messages_lock:
+            self._messages_lock.wait_for(
+                lambda: self.messages or _endpoint_stopping.is_set(), timeout=timeout
+            )
+        if _endpoint_stopping.is_set():
+            raise _LongPollEnded
+
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+    original_receive = SQSBackend.receive_message
+
+    @functools.wraps(original_receive)
+    def receive_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_receive(self, *args, **kwargs)
+        except _LongPollEnded:
+            return []
+
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def end_long_polls() -> None:
+    """The endpoint is stopping: every SQS long poll answers now (empty), and later ones too."""
+    _endpoint_stopping.set()
+    with _waiting_lock:
+        queues = list(_waiting_queues)
+    for queue in queues:
+        with queue._messages_lock:
+            queue._messages_lock.notify_all()

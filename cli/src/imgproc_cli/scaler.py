@@ -4,8 +4,9 @@ A background thread reads each worker queue's visible and in-flight counts every
 (GetQueueAttributes); `imgproc up`'s main loop calls `LocalScaler.step()`, which applies
 `ScalingPolicy.decide` (the policy `infra/` renders for ECS) to each reading, starts worker
 processes or retires them with SIGTERM (the worker runtime drains: no message is lost), logs
-every decision as a JSON line with the backlog behind it, and records the worker counts in
-`<home>/workers.json` for `imgproc workers`.
+every decision as a JSON line with the backlog behind it, and records the worker counts (and
+the supervisor's restarts: state, restart count, last exit) in `<home>/workers.json` for
+`imgproc workers`.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class LocalScaler:
             for spec in specs
         }
         self._written_at = 0.0
+        self._written_changes = -1
 
     def start(self) -> None:
         """Start each service's minimum (the policies' lower bounds) and the queue watcher."""
@@ -203,7 +205,8 @@ class LocalScaler:
             state.last_reading_at = reading.at
             if now - reading.at > _STALE_AFTER_S:
                 continue
-            current = len(self.supervisor.running(name))
+            # A process waiting out its restart back-off still counts: it is coming back.
+            current = len(self.supervisor.running(name)) + len(self.supervisor.restarting(name))
             decision = state.policy.decide(
                 now, reading.backlog, reading.in_flight, current, state.last_change
             )
@@ -230,6 +233,8 @@ class LocalScaler:
                 # Holds and steady states are logged when they begin, not on every reading.
                 self.log.info("scaling decision", **record)
             state.last_reason_kind = kind
+        # At once when a process exited or started (a restart's back-off is seen while it runs).
+        changed = changed or self.supervisor.changes != self._written_changes
         if changed or self.clock() - self._written_at >= READ_INTERVAL_S:
             self.write_state()
 
@@ -253,11 +258,14 @@ class LocalScaler:
                 "backlog": reading.backlog if reading else None,
                 "in_flight": reading.in_flight if reading else None,
                 "last_decision": state.last_decision,
+                # running / restarting (waiting out a back-off) / stopped; restarts, last exit.
+                **self.supervisor.record(name),
             }
         return {"pid": os.getpid(), "updated_at": now_iso(), "services": services}
 
     def write_state(self) -> None:
         self._written_at = self.clock()
+        self._written_changes = self.supervisor.changes
         write_workers_file(self.state_file, self.snapshot())
 
 

@@ -48,6 +48,13 @@ async def report(settings: Settings, scaler_state: dict[str, Any] | None) -> dic
                 "in_flight": depth.in_flight,
                 "dead_letters": depth.dead_letters,
                 "last_decision": local.get("last_decision"),
+                # From the local supervisor: running, or restarting (waiting out a back-off
+                # after an exit), with its restarts and last exit code; null where none runs.
+                "state": local.get("state"),
+                "restarts": local.get("restarts"),
+                "last_exit_code": local.get("last_exit_code"),
+                "last_exit_at": local.get("last_exit_at"),
+                "next_restart_at": local.get("next_restart_at"),
             }
         )
     return {"services": services}
@@ -55,17 +62,26 @@ async def report(settings: Settings, scaler_state: dict[str, Any] | None) -> dic
 
 def _print(result: dict[str, Any]) -> None:
     print(
-        f"{'service':<12} {'workers':>7} {'bounds':>6} {'backlog':>8} {'in flight':>9} "
-        f"{'dead':>5}  pids"
+        f"{'service':<12} {'state':<10} {'workers':>7} {'bounds':>6} {'backlog':>8} "
+        f"{'in flight':>9} {'dead':>5} {'restarts':>8}  pids"
     )
+    notes = []
     for s in result["services"]:
         workers = "-" if s["workers"] is None else str(s["workers"])
         bounds = "-" if s["min"] is None else f"{s['min']}-{s['max']}"
         pids = " ".join(str(p) for p in s["pids"]) or "-"
+        restarts = "-" if s["restarts"] is None else str(s["restarts"])
         print(
-            f"{s['service']:<12} {workers:>7} {bounds:>6} {s['backlog']:>8} "
-            f"{s['in_flight']:>9} {s['dead_letters']:>5}  {pids}"
+            f"{s['service']:<12} {s['state'] or '-':<10} {workers:>7} {bounds:>6} "
+            f"{s['backlog']:>8} {s['in_flight']:>9} {s['dead_letters']:>5} {restarts:>8}  {pids}"
         )
+        if s["state"] == "restarting":
+            notes.append(
+                f"{s['service']}: last exit code {s['last_exit_code']} at {s['last_exit_at']}; "
+                f"next start at {s['next_restart_at']}"
+            )
+    for note in notes:
+        print(note)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
