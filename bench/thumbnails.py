@@ -24,6 +24,10 @@ its floor lacks.
 Times are CPU seconds of one thread (`time.thread_time`): images/s per core is 1 / time. Peak
 memory is measured per path in a fresh subprocess: peak RSS (VmHWM) minus the RSS after imports.
 
+Without DIR it measures the corpus photos (or generated stand-ins where the corpus is absent)
+and, beside them, a generated baseline JPEG of each shape: square, 4:3 portrait, 4:1 panorama
+and 16:9, 12-24 MP (`SHAPES`).
+
     python -m bench.thumbnails [DIR] [--repeat N] [--json]
 """
 
@@ -42,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from imgproc_thumbnailer.renditions import RenditionSpec, draft, fit_within, render
 
@@ -238,6 +242,47 @@ def generated_photos(directory: Path) -> list[Path]:
     return [*photos, png]
 
 
+# One photo of each shape, 12-24 MP: the draft scale that covers the preview and the step left
+# after it differ by shape (a 4096 px square needs more than 1/4, a 4:1 panorama's short side
+# is small), so each is measured. (name, width, height)
+SHAPES = (
+    ("square", 4096, 4096),
+    ("portrait_4x3", 3024, 4032),
+    ("panorama_4x1", 8000, 2000),
+    ("wide_16x9", 5760, 3240),
+)
+
+
+def smooth_noise(width: int, height: int) -> Image.Image:
+    """Photo-like content, not flat colour: octaves of Gaussian noise blown up from coarse grids
+    (large soft regions down to fine texture) plus a little grain, so that a baseline JPEG of
+    it at quality 90 takes about 2.3 bits per pixel, between the corpus' 20 MP photos (1.7
+    and 2.75): the entropy decoding every path pays is what a real photo's would be."""
+    channels = []
+    for _ in range(3):
+        layer: Image.Image | None = None
+        for divisor, weight in ((512, 1.0), (96, 0.45), (24, 0.3), (6, 0.2)):
+            coarse = Image.effect_noise((max(2, width // divisor), max(2, height // divisor)), 64)
+            octave = coarse.resize((width, height), Image.Resampling.BICUBIC)
+            layer = octave if layer is None else Image.blend(layer, octave, weight)
+        assert layer is not None
+        channels.append(ImageOps.autocontrast(layer, cutoff=0.5))
+    grain = Image.effect_noise((width, height), 3)
+    return ImageChops.add(
+        Image.merge("RGB", channels), Image.merge("RGB", (grain,) * 3), scale=1.0, offset=-128
+    )
+
+
+def shape_photos(directory: Path) -> list[Path]:
+    """A baseline JPEG (quality 90) of each of `SHAPES`, written to directory."""
+    photos = []
+    for name, width, height in SHAPES:
+        path = directory / f"{name}_{width}x{height}.jpg"
+        smooth_noise(width, height).save(path, "JPEG", quality=90)
+        photos.append(path)
+    return photos
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'naive':>7} "
@@ -263,6 +308,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _photos_in(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in SUFFIXES)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a table, or one JSON document with `--json`."""
     parser = argparse.ArgumentParser(prog="bench.thumbnails", description=__doc__.splitlines()[0])
@@ -278,15 +327,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with tempfile.TemporaryDirectory(prefix="imgproc-bench-") as scratch:
-        directory = args.directory or (CORPUS_PHOTOS if CORPUS_PHOTOS.is_dir() else None)
+        directory: Path | None = args.directory
         if directory is None:
-            photos = generated_photos(Path(scratch))
-            source = "generated"
+            # The corpus (or stand-ins), and beside it one generated photo of each shape.
+            corpus = CORPUS_PHOTOS.is_dir()
+            base = _photos_in(CORPUS_PHOTOS) if corpus else generated_photos(Path(scratch))
+            photos = base + shape_photos(Path(scratch))
+            source = f"{CORPUS_PHOTOS if corpus else 'generated'} + generated shapes"
         else:
             if not directory.is_dir():
                 print(f"bench.thumbnails: {directory} is not a directory", file=sys.stderr)
                 return 2
-            photos = sorted(p for p in directory.iterdir() if p.suffix.lower() in SUFFIXES)
+            photos = _photos_in(directory)
             source = str(directory)
         if not photos:
             print(f"bench.thumbnails: no photos in {source}", file=sys.stderr)

@@ -58,7 +58,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The whole stack, started as `make up` starts it; shared by the end-to-end tests."""
     from stack_process import start_stack
 
-    stack = start_stack(tmp_path_factory.mktemp("imgproc-home"))
+    home = tmp_path_factory.mktemp("imgproc-home")
+    # Absent, so no fault; a test that needs an image to fail writes a stage's name into it
+    # (imgproc_shared.worker.fault_injection) and removes it again.
+    stack = start_stack(home, extra_env={"IMGPROC_FAULT_FILE": str(home / "fault-injection")})
     yield stack
     stack.stop()
 

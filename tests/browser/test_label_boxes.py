@@ -78,7 +78,7 @@ def _api_labels(page: Page, image_id: str) -> list[dict[str, Any]]:
     """The image's labels as the API returns them, with the page's own token."""
     image = page.evaluate(
         """async (id) => {
-            const token = sessionStorage.getItem("imgproc.token");
+            const token = localStorage.getItem("imgproc.token");
             const response = await fetch(`/api/images/${encodeURIComponent(id)}`, {
                 headers: { Authorization: `Bearer ${token}` },
             });

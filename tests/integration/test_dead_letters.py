@@ -73,7 +73,7 @@ async def test_failed_image_lands_in_the_dlq_and_replay_brings_it_to_processed(
                 "FAILED",
             )
             assert letter.receive_count >= 2
-            assert letter.first_failure_at and letter.sent_at and letter.last_failure_at
+            assert letter.first_receive_at and letter.sent_at and letter.last_receive_at
             assert letter.last_error is not None
             assert letter.last_error["code"] == errors.STAGE_FAILED
             assert "injected fault" in letter.last_error["message"]
@@ -273,3 +273,55 @@ async def test_whole_queue_replay_on_aws_starts_a_move_task(
         )
         assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"
         assert report.not_rerun == {"img-aws": "unknown image"}
+
+
+async def test_looking_is_not_a_receive_and_single_messages_are_replayed_or_deleted(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with fresh_stack(settings_factory) as (settings, aws):
+        names = ResourceNames.from_settings(settings)
+        dead = DeadLetters(aws, settings)
+        dlq_url = await dead.url(names.dead_letter_queue(Queue.TAG))
+        for image_id in ("img-a", "img-b", "img-c"):
+            await aws.sqs.send_message(QueueUrl=dlq_url, MessageBody=_task(image_id, names.bucket))
+        await aws.sqs.send_message(QueueUrl=dlq_url, MessageBody="{not json")
+
+        first = await dead.messages(Queue.TAG)
+        assert len(first) == 4
+        seen = {letter.message_id: letter.summary() for letter in first}
+        for _ in range(3):  # looking again, listing and one by one, changes nothing
+            assert {x.message_id: x.summary() for x in await dead.messages(Queue.TAG)} == seen
+            for message_id in seen:
+                shown = await dead.show(Queue.TAG, message_id)
+                assert shown is not None and shown.summary() == seen[message_id]
+        # SQS itself counted one receive per message: the one that filled the mirror.
+        raw = await aws.sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        assert [m["Attributes"]["ApproximateReceiveCount"] for m in raw["Messages"]] == ["2"] * 4
+
+        by_image = {letter.image_id: letter for letter in first}
+        malformed = by_image[None]
+        assert malformed.last_error is not None and malformed.last_error["code"] == "Malformed"
+        assert "not a tag task" in malformed.last_error["message"]
+        assert by_image["img-a"].last_error == {
+            "code": "Malformed",
+            "message": "unknown image img-a",
+        }
+        assert json.loads(by_image["img-a"].summary()["body_preview"])["image_id"] == "img-a"
+
+        deleted = await dead.delete(Queue.TAG, [by_image["img-a"].message_id, "no-such-id"])
+        assert (deleted.deleted, deleted.not_found) == (
+            [by_image["img-a"].message_id],
+            ["no-such-id"],
+        )
+        replayed = await dead.replay(Queue.TAG, message_ids=[by_image["img-b"].message_id])
+        assert (replayed.moved, replayed.image_ids) == (1, ["img-b"])
+        left = {x.image_id for x in await dead.messages(Queue.TAG)}
+        assert left == {"img-c", None}
+        assert (await dead.depth(Queue.TAG)).dead_letters == 2
+        await dead.purge(Queue.TAG)
+        assert await dead.messages(Queue.TAG) == []

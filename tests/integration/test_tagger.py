@@ -16,6 +16,7 @@ from helpers import FIXTURES, eventually
 from PIL import Image
 
 from imgproc_cli.bootstrap import bootstrap
+from imgproc_extractor.handler import RESULT_ATTRIBUTE
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import ImageMetadata, Rendition, StageTask, ThumbnailResult
@@ -118,7 +119,7 @@ async def test_local_model_labels_real_photos_through_the_workflow(
         names = ResourceNames.from_settings(settings)
         catalog = Catalog(aws, names)
         workers = [
-            Worker(Stage.EXTRACT, extract_with_pillow, settings),
+            Worker(Stage.EXTRACT, extract_with_pillow, settings, result_attribute=RESULT_ATTRIBUTE),
             Worker(Stage.TAG, tagger.handle, settings, setup=tagger.setup),
             Worker(Stage.THUMBNAIL, thumbnail_stub, settings),
         ]

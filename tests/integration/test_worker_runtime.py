@@ -16,6 +16,7 @@ from typing import Any
 from helpers import eventually
 
 from imgproc_cli.bootstrap import bootstrap
+from imgproc_extractor.handler import RESULT_ATTRIBUTE
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
@@ -200,7 +201,9 @@ async def test_stop_drains_in_flight_work_and_loses_nothing(stack: Any) -> None:
 
     worker = Worker(Stage.TAG, slowish_tag, settings)
     others = {
-        Stage.EXTRACT: Worker(Stage.EXTRACT, extract_ok, settings),
+        Stage.EXTRACT: Worker(
+            Stage.EXTRACT, extract_ok, settings, result_attribute=RESULT_ATTRIBUTE
+        ),
         Stage.THUMBNAIL: Worker(Stage.THUMBNAIL, thumbnail_ok, settings),
     }
     stopping = asyncio.Event()

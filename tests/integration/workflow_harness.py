@@ -5,12 +5,15 @@ workflow fast and deterministic."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from botocore.exceptions import ClientError
 from helpers import eventually
 
+from imgproc_extractor.handler import RESULT_ATTRIBUTE
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import (
@@ -58,7 +61,15 @@ async def pipeline(
     """The starter and one worker per stage, running until the block ends."""
     chosen = {Stage.EXTRACT: extract_ok, Stage.TAG: tag_ok, Stage.THUMBNAIL: thumbnail_ok}
     chosen.update(handlers or {})
-    workers = {stage: Worker(stage, handler, settings) for stage, handler in chosen.items()}
+    workers = {
+        stage: Worker(
+            stage,
+            handler,
+            settings,
+            result_attribute=RESULT_ATTRIBUTE if stage is Stage.EXTRACT else None,
+        )
+        for stage, handler in chosen.items()
+    }
     stopping = asyncio.Event()
     assert settings.state_machine_arn
     tasks = [asyncio.create_task(w.run()) for w in workers.values()]
@@ -79,7 +90,12 @@ async def record(settings: Settings, aws: AwsClients, image_id: str) -> str:
     """Alice's upload of image_id into album1, recorded but not yet put: returns its S3 key."""
     names = ResourceNames.from_settings(settings)
     key = incoming_key("alice", "album1", image_id, "jpg")
-    await Catalog(aws, names).record_upload(
+    catalog = Catalog(aws, names)
+    # The starter processes an object only in an album of the owner its key names.
+    if await catalog.get_album("album1") is None:
+        with contextlib.suppress(ClientError):  # another upload created it first
+            await catalog.put_album(album_id="album1", owner="alice", name="album1")
+    await catalog.record_upload(
         image_id=image_id,
         owner="alice",
         album_id="album1",

@@ -36,7 +36,10 @@ from security_harness import (
 
 PUBLIC_OPERATIONS = {("GET", "/healthz"), ("POST", "/api/auth/sign-in")}
 # Operator views are not owned by anyone (see test_dead_letters_do_not_show_other_users_images).
-UNOWNED_PATH_PARAMETERS = {"queue"}
+UNOWNED_PATH_PARAMETERS = {"queue", "message_id"}
+# Operator routes act on every user's things by design (who is an operator is checked in
+# test_only_operators_see_and_act_on_dead_letters); ownership applies to the rest.
+OPERATOR_PREFIX = "/api/operators/"
 # A valid body for every request schema the API takes. A new schema fails the test until a
 # body is added here, so no operation is silently skipped.
 VALID_BODIES: dict[str, Any] = {
@@ -45,6 +48,7 @@ VALID_BODIES: dict[str, Any] = {
     "UploadRequest": {"file_name": "x.jpg", "content_type": "image/jpeg", "size": 10},
     "ReplayIn": {"dry_run": True},
     "PurgeIn": {"confirm": True},
+    "DeleteIn": {"message_ids": ["00000000-0000-0000-0000-000000000000"]},
     "RetagIn": {"dry_run": True},
 }
 MULTIPART_FILE = {"file": ("x.jpg", small_jpeg(), "image/jpeg")}
@@ -118,7 +122,12 @@ def assert_error(response: httpx.Response, status: int, codes: set[str]) -> dict
 
 
 def some_ids(user: UserData) -> dict[str, str]:
-    return {"album_id": user.album_id, "image_id": user.image_id, "queue": "extract"}
+    return {
+        "album_id": user.album_id,
+        "image_id": user.image_id,
+        "queue": "extract",
+        "message_id": "00000000-0000-0000-0000-000000000000",
+    }
 
 
 # ---------- no token ----------
@@ -239,7 +248,7 @@ def test_another_users_ids_answer_404_and_change_nothing(
     checked = 0
     for method, path, spec in operations:
         names = [p for p in path_parameters(path) if p not in UNOWNED_PATH_PARAMETERS]
-        if not names:
+        if not names or path.startswith(OPERATOR_PREFIX):
             continue
         for name in names:
             # Each owned id of the other user in turn, the rest the intruder's own.
@@ -312,6 +321,9 @@ def test_only_operators_see_and_act_on_dead_letters(
             ("GET", "/api/operators/dead-letters/tag", None),
             ("POST", "/api/operators/dead-letters/tag/replay", {"dry_run": True}),
             ("POST", "/api/operators/dead-letters/tag/purge", {"confirm": True}),
+            ("GET", "/api/operators/dead-letters/tag/00000000-0000-0000-0000-000000000000", None),
+            ("POST", "/api/operators/dead-letters/tag/delete", {"message_ids": ["x"]}),
+            ("POST", f"/api/operators/images/{owner.image_id}/retry", None),
         ):
             refused = api.client.request(method, path, json=body, headers=intruder.headers)
             assert refused.status_code == 403, (path, refused.text)
@@ -328,3 +340,74 @@ def test_who_is_an_operator() -> None:
     assert not ApiSettings(cognito_issuer="https://idp.example").is_operator("anyone")
     listed = ApiSettings(operators="alice, bob", cognito_issuer="https://idp.example")
     assert listed.is_operator("bob") and not listed.is_operator("mallory")
+
+
+def test_duplicates_list_only_the_callers_images(api: ThreadedApi) -> None:
+    """Groups are made from the caller's images only: another owner's image with the same
+    perceptual hash (or the same bytes) never joins or shows."""
+    mine, theirs = api.seed_user("matrix-dup-mine"), api.seed_user("matrix-dup-theirs")
+    state = api.app.state.api
+    phash = {"renditions": [], "phash": "00ff00ff00ff00ff"}
+
+    async def seed() -> None:
+        for user in (mine, theirs):
+            await state.aws.dynamodb.update_item(
+                TableName=state.catalog.images_table,
+                Key={"image_id": {"S": user.image_id}},
+                UpdateExpression="SET #s = :processed, thumbnails = :t",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":processed": {"S": "PROCESSED"},
+                    ":t": {"S": json.dumps(phash)},
+                },
+            )
+            copy = await state.catalog.record_upload(
+                image_id=f"{user.name}-copy",
+                owner=user.name,
+                album_id=user.album_id,
+                bucket=state.names.bucket,
+                key=f"incoming/{user.name}/{user.album_id}/{user.name}-copy.jpg",
+                file_name="copy.jpg",
+            )
+            await state.aws.dynamodb.update_item(
+                TableName=state.catalog.images_table,
+                Key={"image_id": {"S": copy["image_id"]}},
+                UpdateExpression="SET #s = :duplicate, duplicate_of = :original",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":duplicate": {"S": "DUPLICATE"},
+                    ":original": {"S": user.image_id},
+                },
+            )
+
+    api.on_api_loop(seed())
+    for user, other in ((mine, theirs), (theirs, mine)):
+        response = api.client.get("/api/duplicates", headers=user.headers)
+        assert response.status_code == 200, response.text
+        groups = response.json()["groups"]
+        assert [[i["image_id"] for i in g["images"]] for g in groups] == [
+            [user.image_id, f"{user.name}-copy"]
+        ]
+        assert other.image_id not in response.text and other.name not in response.text
+    # The intruder's view of the owner's duplicate: the ordinary 404, nothing shown through it.
+    response = api.client.get(f"/api/images/{mine.name}-copy", headers=theirs.headers)
+    assert_error(response, 404, {"image_not_found"})
+
+
+def test_a_signed_out_token_is_refused_by_every_operation(
+    api: ThreadedApi, owner: UserData, operations: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """After `POST /api/auth/sign-out` the token is worth nothing, on every operation (the
+    original's download link included), while the owner's other tokens still work."""
+    token = api.sign_in(owner.name)
+    headers = {"Authorization": f"Bearer {token}"}
+    signed_out = api.client.post("/api/auth/sign-out", headers=headers)
+    assert signed_out.status_code == 204, signed_out.text
+    protected = [op for op in operations if (op[0], op[1]) not in PUBLIC_OPERATIONS]
+    assert ("GET", "/api/images/{image_id}/original") in {(m, p) for m, p, _ in protected}
+    for method, path, spec in protected:
+        ids = {"message_id": "any-message", **some_ids(owner)}
+        response = call(api, method, fill(path, ids), headers, spec)
+        assert_error(response, 401, {"token_revoked"})
+        assert owner.album_id not in response.text, (method, path)
+    assert api.client.get("/api/auth/me", headers=owner.headers).status_code == 200

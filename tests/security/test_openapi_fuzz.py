@@ -91,6 +91,16 @@ for _result in SCHEMA.get_all_operations():
     OPERATIONS.append(_result.ok())
 
 
+# Operations that succeed only on a state the fuzz does not make (a FAILED image, a dead
+# letter): their answers are still checked against the document; their successes are tested
+# in tests/api/test_api_retry.py.
+NEEDS_STATE = {
+    "POST /api/images/{image_id}/retry",
+    "POST /api/operators/images/{image_id}/retry",
+    "GET /api/operators/dead-letters/{queue}/{message_id}",
+}
+
+
 def file_parts(operation: APIOperation) -> frozenset[str]:
     """The multipart fields of `operation` that carry a file (`contentMediaType`)."""
     body = DOCUMENT["paths"][operation.path][operation.method.lower()].get("requestBody", {})
@@ -203,11 +213,17 @@ def test_answers_match_the_openapi_document(
             # Assigned, not updated in place: schemathesis then re-checks whether a negative
             # case is still negative.
             case.path_parameters = {**case.path_parameters, **chosen}
-        response = case.call_and_validate(base_url=api.base_url, headers=headers)
+        sent = headers
+        if operation.path == "/api/auth/sign-out":
+            # Each sign-out revokes its token: a token of its own, so the others keep working.
+            sent = {"Authorization": f"Bearer {api.sign_in('fuzzer')}"}
+        response = case.call_and_validate(base_url=api.base_url, headers=sent)
         statuses.append(response.status_code)
 
     statuses: list[int] = []
     fuzz()
     # The fuzzer got past identity and validation at least once: the successful answers were
     # checked against the document too, not only the errors.
+    if f"{operation.method.upper()} {operation.path}" in NEEDS_STATE:
+        return
     assert any(status < 400 for status in statuses), statuses

@@ -1,8 +1,8 @@
 """Uploads grant exactly what they should.
 
-The embedded endpoint (moto) does not enforce presigned POST policies, so these tests read the
-policy we sign: one key, one image content type, the size limit, a short expiry, and a
-signature over exactly that policy. Names and ids that come from users (file names, album and
+These tests read the policy we sign: one key, one image content type, the size limit, a short
+expiry, and a signature over exactly that policy (the embedded S3 enforces it as AWS does:
+tests/security/test_upload_ownership.py). Names and ids that come from users (file names, album and
 image ids, usernames) never move a key out of `incoming/{owner}/{album}/`, through the API or
 the CLI.
 """

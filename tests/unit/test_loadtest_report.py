@@ -10,24 +10,23 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgproc_cli.loadtest import (
-    ImageOutcome,
+from imgproc_cli.loadtest.costs import (
     Prices,
-    Progress,
     calls_per_image,
     cost_per_1000,
-    cpu_delta,
-    distribution,
-    generated_photos,
     modelled_cpu_seconds,
     modelled_requests,
-    parse_size,
+    subtract_requests,
+)
+from imgproc_cli.loadtest.cpu import cpu_delta, process_cpu
+from imgproc_cli.loadtest.photos import generated_photos, parse_size, synthetic_photo
+from imgproc_cli.loadtest.progress import Progress
+from imgproc_cli.loadtest.report import (
+    ImageOutcome,
+    distribution,
     parse_time,
     percentile,
-    process_cpu,
-    subtract_requests,
     summarize,
-    synthetic_photo,
 )
 from imgproc_cli.uploads import UsageError
 

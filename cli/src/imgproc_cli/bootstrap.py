@@ -135,7 +135,12 @@ async def bootstrap(aws: AwsClients, settings: Settings) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "TableName": names.table(spec.table),
             "BillingMode": "PAY_PER_REQUEST",
-            "KeySchema": [{"AttributeName": spec.hash_key.name, "KeyType": "HASH"}],
+            "KeySchema": [{"AttributeName": spec.hash_key.name, "KeyType": "HASH"}]
+            + (
+                [{"AttributeName": spec.range_key.name, "KeyType": "RANGE"}]
+                if spec.range_key
+                else []
+            ),
             "AttributeDefinitions": [
                 {"AttributeName": a.name, "AttributeType": a.type} for a in spec.attributes()
             ],

@@ -17,7 +17,7 @@ from imgproc_shared.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("dlq", help="list, show, replay and purge dead letters")
+    parser = subparsers.add_parser("dlq", help="list, show, replay, delete and purge dead letters")
     commands = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     queues = ", ".join(q.value for q in Queue)
 
@@ -38,9 +38,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.add_argument("queue")
     replay.add_argument("--max", type=int, default=None, dest="max_messages", metavar="N")
     replay.add_argument("--image", default=None, metavar="ID", help="only this image's messages")
+    replay.add_argument(
+        "--message",
+        action="append",
+        default=None,
+        dest="message_ids",
+        metavar="MESSAGE_ID",
+        help="only this message (repeatable)",
+    )
     replay.add_argument("--dry-run", action="store_true", help="show what would move")
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(func=run, action=replay_dead_letters)
+
+    delete = commands.add_parser("delete", help="delete dead letters by message id, for good")
+    delete.add_argument("queue")
+    delete.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
+    delete.add_argument("--json", action="store_true")
+    delete.set_defaults(func=run, action=delete_dead_letters)
 
     purge = commands.add_parser("purge", help="delete every dead letter of a queue")
     purge.add_argument("queue")
@@ -78,8 +92,8 @@ async def list_dead_letters(args: argparse.Namespace, dead: DeadLetters) -> int:
         error = letter.last_error or {}
         print(
             f"{letter.message_id}  image {letter.image_id or '?'}  stage {letter.stage or '-'}  "
-            f"received {letter.receive_count}x  first failure {letter.first_failure_at or '?'}  "
-            f"last failure {letter.last_failure_at or '?'}"
+            f"received {letter.receive_count}x  first {letter.first_receive_at or '?'}  "
+            f"last {letter.last_receive_at or '?'}"
         )
         if error:
             print(f"    {error.get('code')}: {error.get('message')}")
@@ -96,6 +110,8 @@ async def show_dead_letter(args: argparse.Namespace, dead: DeadLetters) -> int:
         print(json.dumps(detail))
     else:
         for key, value in detail.items():
+            if key in ("body_preview", "body_truncated"):
+                continue  # the whole body follows
             if key == "body":
                 value = _pretty_body(str(value))
             print(f"{key}: {value}")
@@ -118,6 +134,7 @@ async def replay_dead_letters(args: argparse.Namespace, dead: DeadLetters) -> in
         _queue(args.queue),
         max_messages=args.max_messages,
         image_id=args.image,
+        message_ids=args.message_ids,
         dry_run=args.dry_run,
     )
     if args.json:
@@ -136,6 +153,17 @@ async def replay_dead_letters(args: argparse.Namespace, dead: DeadLetters) -> in
     for image_id, why in report.not_rerun.items():
         print(f"  image {image_id}: not re-run ({why})")
     return 0 if report.failed == 0 else 1
+
+
+async def delete_dead_letters(args: argparse.Namespace, dead: DeadLetters) -> int:
+    report = await dead.delete(_queue(args.queue), args.message_ids)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(f"deleted {len(report.deleted)} message(s) from the {report.queue} dead-letter queue")
+        for message_id in report.not_found:
+            print(f"  {message_id}: not in the queue")
+    return 0 if not report.not_found else 1
 
 
 async def purge_dead_letters(args: argparse.Namespace, dead: DeadLetters) -> int:

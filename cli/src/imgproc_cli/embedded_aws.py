@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgproc_cli import moto_speedups
+from imgproc_cli import moto_logs, moto_speedups
 
 EMBEDDED_ACCOUNT = "123456789012"
 # Threads serving requests: long polls (one per worker process and per status API process, of
@@ -196,6 +196,7 @@ def start_embedded_aws(host: str = "127.0.0.1", port: int = 0) -> EmbeddedAws:
     moto_speedups.install()
     _patch_task_failure_cause()
     _patch_fresh_token_per_attempt()
+    moto_logs.install()  # one line per workflow failure, not the interpreter's state dumps
 
     # moto allocates many short-lived objects per request (parsed requests, deep copies) over a
     # large heap that lives as long as the endpoint (every execution's history, items, messages),

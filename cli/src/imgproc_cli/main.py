@@ -8,13 +8,35 @@ import sys
 from botocore.exceptions import BotoCoreError
 from pydantic import ValidationError
 
-from imgproc_cli import bench, dlq, library_import, loadtest, retag, up, uploads, workers
+from imgproc_cli import (
+    bench,
+    dlq,
+    duplicates,
+    library_import,
+    loadtest,
+    retag,
+    search,
+    up,
+    uploads,
+    workers,
+)
 from imgproc_cli.aws_target import StackNotFound
 from imgproc_cli.local_stack import NoTarget
 from imgproc_cli.uploads import UsageError
 from imgproc_shared.settings import Settings
 
-COMMANDS = (up, uploads, library_import, workers, dlq, retag, bench, loadtest)
+COMMANDS = (
+    up,
+    uploads,
+    search,
+    library_import,
+    duplicates,
+    workers,
+    dlq,
+    retag,
+    bench,
+    loadtest,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,7 +183,11 @@ class ImgprocStack(Stack):
             image=STATUS_API_IMAGE,
             bucket=storage.bucket,
             tables=list(storage.tables.values()),
-            own_queues=[messaging.queues[Queue.INGEST], messaging.queues[Queue.STATUS_EVENTS]],
+            own_queues=[
+                messaging.queues[Queue.INGEST],
+                messaging.queues[Queue.STATUS_EVENTS],
+                messaging.queues[Queue.SEARCH_INDEX],
+            ],
             all_queues=list(messaging.queues.values()),
             dead_letter_queues=list(messaging.dead_letter_queues.values()),
             state_machine=state_machine,
@@ -194,6 +198,9 @@ class ImgprocStack(Stack):
             },
             tagger_backend=tagger_backend,
         )
+
+        # The search indexer writes an image's entries in batches (search table only).
+        storage.tables[Table.SEARCH].grant(self.status_api.task_role, "dynamodb:BatchWriteItem")
 
         self.workflow.grant_retag(
             tagger=self.workers[Stage.TAG].task_role, operators=self.status_api.task_role

@@ -60,6 +60,9 @@ class Storage(Construct):
             f"{spec.table.value}Table",
             table_name=names.table(spec.table),
             partition_key=_attribute(spec.hash_key.name, spec.hash_key.type),
+            sort_key=(
+                _attribute(spec.range_key.name, spec.range_key.type) if spec.range_key else None
+            ),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True

@@ -21,6 +21,9 @@ from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import (
     ALBUMS_BY_OWNER_INDEX,
     IMAGES_BY_ALBUM_INDEX,
+    IMAGES_BY_SWEEP_INDEX,
+    SWEEP_DELETED,
+    SWEEP_UPLOAD,
     ResourceNames,
     Table,
 )
@@ -29,6 +32,11 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 JSON_ATTRIBUTES = ("metadata", "tags", "thumbnails")
+
+# A deleted image's record until the sweep purges it: it has no album (so no album view, query
+# or live update finds it) and no other status, so no conditional write of the upload path, the
+# workflow or a worker can bring the image back. Never shown, hence not an ImageStatus.
+DELETED = "DELETED"
 
 
 def now_iso() -> str:
@@ -134,9 +142,11 @@ class Catalog:
             "status": ImageStatus.UPLOADING.value,
             "uploaded_at": now_iso(),
         }
+        # Until the object arrives, the abandoned-upload sweep finds it by `by_sweep`.
+        sweep = {"sweep": SWEEP_UPLOAD, "sweep_at": values["uploaded_at"]}
         await self.aws.dynamodb.put_item(
             TableName=self.images_table,
-            Item=to_item(values),
+            Item=to_item({**values, **sweep}),
             ConditionExpression="attribute_not_exists(image_id)",
         )
         return values
@@ -154,11 +164,14 @@ class Catalog:
     ) -> bool:
         """UPLOADING (or unknown, for objects put straight into S3) → PROCESSING.
 
-        False when the image is already past UPLOADING (a duplicate S3 event), or, with
-        `recorded_only`, when it has no record yet.
+        False when the image is already past UPLOADING (a duplicate S3 event), when its record
+        names another owner, album or key than the object's (so not this upload), when it was
+        deleted, or, with `recorded_only`, when it has no record yet.
         """
         now = now_iso()
-        condition = "#status = :uploading"
+        condition = (
+            "(#status = :uploading AND #owner = :owner AND #album_id = :album_id AND #key = :key)"
+        )
         if not recorded_only:
             condition = "attribute_not_exists(image_id) OR " + condition
         return await self._update_image_if(
@@ -166,12 +179,15 @@ class Catalog:
             UpdateExpression=(
                 "SET #status = :processing, #arn = :arn, #started = :now, "
                 + ", ".join(f"#{a} = if_not_exists(#{a}, :{a})" for a in _FIRST_SEEN)
+                + " REMOVE #sweep, #sweep_at"
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames={
                 "#status": "status",
                 "#arn": "execution_arn",
                 "#started": "started_at",
+                "#sweep": "sweep",
+                "#sweep_at": "sweep_at",
                 **{f"#{a}": a for a in _FIRST_SEEN},
             },
             ExpressionAttributeValues=to_item(
@@ -248,22 +264,37 @@ class Catalog:
         results: dict[str, Any] | None = None,
     ) -> bool:
         """Write one stage's progress (started, finished, error), and `results` (attributes
-        stored as JSON, like `metadata`) in the same write; False if the image is unknown."""
-        names = {"#stage": f"stage_{stage}"}
-        values = {":progress": _serializer.serialize(progress)}
+        stored as JSON, like `metadata`) in the same write; False if the image is unknown.
+
+        A deleted image's write is dropped and counts as done (True): the worker's message goes
+        and its late answer finds the execution stopped; nothing is written to the tombstone."""
+        names = {"#stage": f"stage_{stage}", "#status": "status"}
+        values = {
+            ":progress": _serializer.serialize(progress),
+            ":deleted": _serializer.serialize(DELETED),
+        }
         assignments = ["#stage = :progress"]
         for i, (name, value) in enumerate((results or {}).items()):
             assert name in JSON_ATTRIBUTES, name
             names[f"#r{i}"] = name
             values[f":r{i}"] = {"S": json.dumps(value, separators=(",", ":"))}
             assignments.append(f"#r{i} = :r{i}")
-        return await self._update_image_if(
-            image_id,
-            UpdateExpression="SET " + ", ".join(assignments),
-            ConditionExpression="attribute_exists(image_id)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.images_table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression="attribute_exists(image_id) AND #status <> :deleted",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return True
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            existing: Any = exc.response.get("Item") or {}  # with ALL_OLD: the record as it is
+            return bool(existing.get("status", {}).get("S") == DELETED)
 
     async def put_album(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:
         values = {"album_id": album_id, "owner": owner, "name": name, "created_at": now_iso()}
@@ -475,6 +506,96 @@ class Catalog:
         await self.aws.dynamodb.delete_item(
             TableName=self.images_table, Key={"image_id": {"S": image_id}}
         )
+
+    # Deletion that holds: a tombstone replaces the record, then the sweep purges it.
+
+    async def tombstone_image(
+        self, record: dict[str, Any], *, only_if_uploading: bool = False
+    ) -> dict[str, Any] | None:
+        """Replace the image's record by a DELETED tombstone; returns the record it replaced
+        (None if there was none). With `only_if_uploading`, only a record still UPLOADING is
+        replaced (the abandoned-upload sweep), and None also when it is not."""
+        now = now_iso()
+        tombstone = {
+            "image_id": record["image_id"],
+            "owner": record.get("owner"),
+            "bucket": record.get("bucket"),
+            "key": record.get("key"),
+            "status": DELETED,
+            "deleted_at": now,
+            "sweep": SWEEP_DELETED,
+            "sweep_at": now,
+        }
+        condition: dict[str, Any] = {}
+        if only_if_uploading:
+            condition = {
+                "ConditionExpression": "#status = :uploading",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":uploading": ImageStatus.UPLOADING.value}),
+            }
+        try:
+            response = await self.aws.dynamodb.put_item(
+                TableName=self.images_table,
+                Item=to_item(tombstone),
+                ReturnValues="ALL_OLD",
+                **condition,
+            )
+        except ClientError as exc:
+            if only_if_uploading and is_conditional_failure(exc):
+                return None
+            raise
+        old = response.get("Attributes")
+        return from_item(old) if old else None
+
+    async def purge_tombstone(self, image_id: str) -> bool:
+        """Delete a tombstone for good; False if the record is not one."""
+        try:
+            await self.aws.dynamodb.delete_item(
+                TableName=self.images_table,
+                Key={"image_id": {"S": image_id}},
+                ConditionExpression="#status = :deleted",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":deleted": DELETED}),
+            )
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    async def clear_sweep(self, image_id: str, kind: str) -> None:
+        """Take a record the sweep of `kind` is done with out of the `by_sweep` index."""
+        await self._update_image_if(
+            image_id,
+            UpdateExpression="REMOVE #sweep, #sweep_at",
+            ConditionExpression="#sweep = :kind AND #status <> :uploading",
+            ExpressionAttributeNames={
+                "#sweep": "sweep",
+                "#sweep_at": "sweep_at",
+                "#status": "status",
+            },
+            ExpressionAttributeValues=to_item(
+                {":kind": kind, ":uploading": ImageStatus.UPLOADING.value}
+            ),
+        )
+
+    async def due_for_sweep(
+        self, kind: str, before: str, *, limit: int, after: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of records the sweep of `kind` must look at again (`sweep_at` before
+        `before`), oldest first, from the sparse `by_sweep` index; and where the next starts."""
+        kwargs: dict[str, Any] = {"ExclusiveStartKey": after} if after else {}
+        page = await self.aws.dynamodb.query(
+            TableName=self.images_table,
+            IndexName=IMAGES_BY_SWEEP_INDEX,
+            KeyConditionExpression="#sweep = :kind AND #sweep_at < :before",
+            ExpressionAttributeNames={"#sweep": "sweep", "#sweep_at": "sweep_at"},
+            ExpressionAttributeValues=to_item({":kind": kind, ":before": before}),
+            Limit=limit,
+            **kwargs,
+        )
+        records = [from_item(item) for item in page.get("Items", [])]
+        return records, page.get("LastEvaluatedKey")
 
 
 class AlbumNameTaken(Exception):

@@ -1,7 +1,17 @@
 """Dead letters: what failed, why, and how to run it again. Used by `imgproc dlq` and the API.
 
-Reading a dead-letter queue never loses a message: messages are received with a visibility
-timeout, held while we look, and released (or, when replayed, deleted only after they were sent
+Looking is not a receive. What operators see of a dead letter (message id, body, attributes,
+receive count, first and last receive, last error) is a mirror in the `DeadLetters` table,
+written the first time the message is read from its dead-letter queue and answered from there
+afterwards: a dead-letter queue is received from only when it holds messages the mirror lacks,
+and the counts shown are those of the message when it was dead-lettered. The last error comes
+from the image's record (the stage's error), from the note its consumer left when it gave up
+(`note_give_up`: the starter), or from the body itself (why it is malformed). The messages stay
+in their queue (its counts and alarm keep meaning "dead letters"); replaying or deleting one
+removes it from both.
+
+Acting on a dead-letter queue never loses a message: messages are received with a visibility
+timeout, held while we act, and released (or, when replayed, deleted only after they were sent
 to their source queue: a crash mid-replay leaves at most a duplicate, which workers tolerate).
 
 A replayed stage message carries the task token of an execution that already failed, so
@@ -30,10 +40,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import Catalog
+from imgproc_shared.catalog import Catalog, from_item, is_conditional_failure, now_iso, to_item
 from imgproc_shared.logging import get_logger
-from imgproc_shared.models import ImageStatus, WorkflowInput
-from imgproc_shared.resources import STAGE_QUEUES, Queue, ResourceNames, execution_arn
+from imgproc_shared.models import ImageStatus, StageTask, WorkflowInput
+from imgproc_shared.resources import STAGE_QUEUES, Queue, ResourceNames, Table, execution_arn
 from imgproc_shared.s3_events import MalformedEvent, parse_s3_event
 from imgproc_shared.settings import Settings
 
@@ -42,6 +52,8 @@ log = get_logger(stage="dlq")
 # How long messages stay hidden from others while we look at them; released sooner.
 _HOLD_S = 60
 _BATCH = 10  # SQS batch limit
+# The body as listed: pretty-printed JSON (when it is JSON) up to this many characters.
+PREVIEW_CHARS = 4096
 _STAGE_OF_QUEUE = {queue: stage for stage, queue in STAGE_QUEUES.items()}
 _DEPTHS = (
     "ApproximateNumberOfMessages",
@@ -77,24 +89,26 @@ class QueueDepth:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One message in a dead-letter queue, with what is known about its image."""
+    """One dead letter as mirrored, with its image's current status."""
 
     queue: str
     message_id: str
     image_id: str | None
     stage: str | None
-    # SQS's receive count: every try before the move, plus any look an operator took.
+    # How many times it was received before it was dead-lettered (looking adds nothing).
     receive_count: int
     sent_at: str | None
-    first_failure_at: str | None
-    last_failure_at: str | None
+    first_receive_at: str | None
+    # The last failed try, when its consumer recorded it (a stage error, a give-up note).
+    last_receive_at: str | None
     last_error: dict[str, Any] | None
     image_status: str | None
     body: str = field(repr=False)
     message_attributes: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        """The listing's fields (no body)."""
+        """The listing's fields: the body pretty-printed and cut to PREVIEW_CHARS."""
+        pretty = pretty_body(self.body)
         return {
             "queue": self.queue,
             "message_id": self.message_id,
@@ -102,15 +116,29 @@ class DeadLetter:
             "stage": self.stage,
             "receive_count": self.receive_count,
             "sent_at": self.sent_at,
-            "first_failure_at": self.first_failure_at,
-            "last_failure_at": self.last_failure_at,
+            "first_receive_at": self.first_receive_at,
+            "last_receive_at": self.last_receive_at,
             "last_error": self.last_error,
             "image_status": self.image_status,
+            "body_size": len(self.body.encode()),
+            "body_preview": pretty[:PREVIEW_CHARS],
+            "body_truncated": len(pretty) > PREVIEW_CHARS,
         }
 
     def detail(self) -> dict[str, Any]:
-        """Everything, including the body and message attributes."""
+        """Everything, including the whole body and the message attributes."""
         return {**self.summary(), "body": self.body, "message_attributes": self.message_attributes}
+
+
+@dataclass
+class DeleteReport:
+    queue: str
+    deleted: list[str] = field(default_factory=list)
+    # Asked for but not in the queue (already replayed or deleted, or unknown).
+    not_found: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "deleted": self.deleted, "not_found": self.not_found}
 
 
 @dataclass
@@ -152,6 +180,7 @@ class DeadLetters:
         self.settings = settings
         self.names = ResourceNames.from_settings(settings)
         self.catalog = Catalog(aws, self.names)
+        self.mirror_table = self.names.table(Table.DEAD_LETTERS)
         self._urls: dict[str, str] = {}
 
     # -- Counts ------------------------------------------------------------------------------------
@@ -200,45 +229,190 @@ class DeadLetters:
             await asyncio.shield(held.release_all())
 
     async def messages(self, queue: Queue, *, limit: int = 1000) -> list[DeadLetter]:
-        """The messages of a queue's DLQ (up to `limit`), each with its image's last error."""
-        async with self._held(queue, limit) as held:
-            return await self._describe_all(queue, held.messages)
+        """The dead letters of a queue (up to `limit`, oldest first), from the mirror."""
+        await self._sync(queue)
+        records = await self._mirrored(queue)
+        records.sort(key=lambda r: (str(r.get("sent_at") or ""), str(r["message_id"])))
+        return await self._describe_all(records[:limit])
 
     async def show(self, queue: Queue, message_id: str) -> DeadLetter | None:
-        async with self._held(queue) as held:
-            found = [m for m in held.messages if m["MessageId"] == message_id]
-            return (await self._describe_all(queue, found))[0] if found else None
+        await self._sync(queue)
+        response = await self.aws.dynamodb.get_item(
+            TableName=self.mirror_table,
+            Key=to_item({"queue": queue.value, "message_id": message_id}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        record = from_item(item) if item else None
+        if record is None or "mirrored_at" not in record:
+            return None
+        return (await self._describe_all([record]))[0]
 
-    async def _describe_all(self, queue: Queue, messages: list[dict[str, Any]]) -> list[DeadLetter]:
-        parsed = [
-            (message, _image_and_stage(queue, message.get("Body", ""))) for message in messages
-        ]
-        ids = sorted({image_id for _, (image_id, _) in parsed if image_id})
-        records = {r["image_id"]: r for r in await self.catalog.get_images(ids)} if ids else {}
+    async def _describe_all(self, records: list[dict[str, Any]]) -> list[DeadLetter]:
+        ids = sorted({str(r["image_id"]) for r in records if r.get("image_id")})
+        images = {r["image_id"]: r for r in await self.catalog.get_images(ids)} if ids else {}
         letters = []
-        for message, (image_id, stage) in parsed:
-            attributes = message.get("Attributes", {})
-            record = records.get(image_id or "")
-            error, failed_at = _last_error(record, stage)
+        for record in records:
+            image = images.get(record.get("image_id") or "")
+            error = record.get("last_error")
             letters.append(
                 DeadLetter(
-                    queue=queue.value,
-                    message_id=message["MessageId"],
-                    image_id=image_id,
-                    stage=stage,
-                    receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
-                    sent_at=_from_epoch_ms(attributes.get("SentTimestamp")),
-                    first_failure_at=_from_epoch_ms(
-                        attributes.get("ApproximateFirstReceiveTimestamp")
-                    ),
-                    last_failure_at=failed_at,
-                    last_error=error,
-                    image_status=record.get("status") if record else None,
-                    body=message.get("Body", ""),
-                    message_attributes=_sendable_attributes(message),
+                    queue=str(record["queue"]),
+                    message_id=str(record["message_id"]),
+                    image_id=record.get("image_id"),
+                    stage=record.get("stage"),
+                    receive_count=int(record.get("receive_count", 0)),
+                    sent_at=record.get("sent_at"),
+                    first_receive_at=record.get("first_receive_at"),
+                    last_receive_at=record.get("last_receive_at"),
+                    last_error=json.loads(error) if isinstance(error, str) else None,
+                    image_status=image.get("status") if image else None,
+                    body=str(record.get("body", "")),
+                    message_attributes=json.loads(record.get("message_attributes") or "{}"),
                 )
             )
         return letters
+
+    # -- The mirror -------------------------------------------------------------------------------
+
+    async def _mirrored(self, queue: Queue) -> list[dict[str, Any]]:
+        """The mirror's records of a queue (give-up notes without a message left out)."""
+        records: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.mirror_table,
+            "KeyConditionExpression": "#q = :q",
+            "ExpressionAttributeNames": {"#q": "queue"},
+            "ExpressionAttributeValues": to_item({":q": queue.value}),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = await self.aws.dynamodb.query(**kwargs)
+            records.extend(from_item(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [r for r in records if "mirrored_at" in r]
+
+    async def _sync(self, queue: Queue) -> None:
+        """Mirror the messages of the DLQ the mirror lacks (the only receive a look makes), and
+        forget those no longer in it."""
+        counts = await self._counts(self.names.dead_letter_queue(queue))
+        visible = counts["ApproximateNumberOfMessages"]
+        in_queue = visible + counts["ApproximateNumberOfMessagesNotVisible"]
+        mirrored = {str(r["message_id"]) for r in await self._mirrored(queue)}
+        if in_queue == 0:
+            await self._forget(queue, mirrored)  # expired, or purged from outside
+            return
+        if visible == 0 or in_queue == len(mirrored):
+            return
+        async with self._held(queue) as held:
+            for message in held.messages:
+                if message["MessageId"] not in mirrored:
+                    await self._mirror(queue, message)
+            if len(held.messages) == in_queue:  # every message seen: the rest are gone
+                await self._forget(queue, mirrored - {m["MessageId"] for m in held.messages})
+
+    async def _mirror(self, queue: Queue, message: dict[str, Any]) -> None:
+        body = message.get("Body", "")
+        attributes = message.get("Attributes", {})
+        image_id, stage = _image_and_stage(queue, body)
+        record = await self.catalog.get_image(image_id) if image_id else None
+        error, failed_at = _last_error(record, stage)
+        if error is None:
+            reason = await self._malformed_reason(queue, body, image_id, record)
+            error = {"code": "Malformed", "message": reason} if reason else None
+        values: dict[str, Any] = {
+            ":now": now_iso(),
+            ":body": body,
+            ":attributes": json.dumps(_sendable_attributes(message)),
+            # SQS counts the receive that reads it here too.
+            ":count": max(int(attributes.get("ApproximateReceiveCount", 1)) - 1, 0),
+            ":sent": _from_epoch_ms(attributes.get("SentTimestamp")),
+            ":first": _from_epoch_ms(attributes.get("ApproximateFirstReceiveTimestamp")),
+            ":image": image_id,
+            ":stage": stage,
+        }
+        sets = [
+            "mirrored_at = :now",
+            "body = :body",
+            "message_attributes = :attributes",
+            "receive_count = :count",
+        ]
+        for name, placeholder in (
+            ("sent_at", ":sent"),
+            ("first_receive_at", ":first"),
+            ("image_id", ":image"),
+            ("stage", ":stage"),
+        ):
+            if values[placeholder] is not None:
+                sets.append(f"{name} = {placeholder}")
+        # A consumer's give-up note, written before, wins over what is known here.
+        if error is not None:
+            values[":error"] = json.dumps(error)
+            sets.append("last_error = if_not_exists(last_error, :error)")
+        if failed_at is not None:
+            values[":last"] = failed_at
+            sets.append("last_receive_at = if_not_exists(last_receive_at, :last)")
+        try:
+            await self.aws.dynamodb.update_item(
+                TableName=self.mirror_table,
+                Key=to_item({"queue": queue.value, "message_id": message["MessageId"]}),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_not_exists(mirrored_at)",
+                ExpressionAttributeValues=to_item(
+                    {k: v for k, v in values.items() if v is not None}
+                ),
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):  # else another look mirrored it first
+                raise
+
+    async def _malformed_reason(
+        self, queue: Queue, body: str, image_id: str | None, record: dict[str, Any] | None
+    ) -> str | None:
+        """Why a consumer could not use this body, as its consumer would say it (None: it
+        looks fine)."""
+        if queue in _STAGE_OF_QUEUE:
+            try:
+                StageTask.model_validate_json(body)
+            except ValueError as exc:
+                return f"not a {_STAGE_OF_QUEUE[queue].value} task: {str(exc).splitlines()[0]}"
+        elif queue is Queue.INGEST:
+            try:
+                parse_s3_event(body)
+            except MalformedEvent as exc:
+                return f"not an S3 event: {exc}"
+        else:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                return "not JSON"
+            if not isinstance(data, dict) or not isinstance(data.get("image_id"), str):
+                return "no image_id"
+        if image_id and record is None:
+            return f"unknown image {image_id}"
+        return None
+
+    async def _forget(self, queue: Queue, message_ids: set[str] | list[str]) -> None:
+        for message_id in message_ids:
+            await self.aws.dynamodb.delete_item(
+                TableName=self.mirror_table,
+                Key=to_item({"queue": queue.value, "message_id": message_id}),
+            )
+
+    async def note_give_up(
+        self, queue: Queue, message_id: str, error: dict[str, str], *, at: str | None = None
+    ) -> None:
+        """A consumer's last try of a message failed: keep the error and the time, shown with
+        the dead letter once it is mirrored."""
+        await self.aws.dynamodb.update_item(
+            TableName=self.mirror_table,
+            Key=to_item({"queue": queue.value, "message_id": message_id}),
+            UpdateExpression="SET last_error = :error, last_receive_at = :at",
+            ExpressionAttributeValues=to_item(
+                {":error": json.dumps(error), ":at": at or now_iso()}
+            ),
+        )
 
     # -- Acting -----------------------------------------------------------------------------------
 
@@ -248,21 +422,26 @@ class DeadLetters:
         *,
         max_messages: int | None = None,
         image_id: str | None = None,
+        message_ids: list[str] | None = None,
         dry_run: bool = False,
     ) -> ReplayReport:
-        """Return dead letters to their source queue and re-run the FAILED images among them."""
-        whole_queue = max_messages is None and image_id is None
+        """Return dead letters (all, the first `max_messages`, one image's, or the messages
+        named) to their source queue and re-run the FAILED images among them."""
+        whole_queue = max_messages is None and image_id is None and message_ids is None
         if whole_queue and not dry_run and self.settings.endpoint_url is None:
             return await self._replay_with_move_task(queue)
         report = ReplayReport(queue=queue.value, dry_run=dry_run, method="moved here")
-        # Without an image filter the first `max_messages` are enough; with one, look at all.
-        scan_limit = max_messages if image_id is None else None
+        await self._sync(queue)
+        named = set(message_ids) if message_ids is not None else None
+        # Without a filter the first `max_messages` are enough; with one, look at all.
+        scan_limit = max_messages if image_id is None and named is None else None
         source_url = await self.url(self.names.queue(queue))
         async with self._held(queue, scan_limit) as held:
             chosen = [
                 m
                 for m in held.messages
-                if image_id is None or _image_and_stage(queue, m.get("Body", ""))[0] == image_id
+                if (image_id is None or _image_and_stage(queue, m.get("Body", ""))[0] == image_id)
+                and (named is None or m["MessageId"] in named)
             ][:max_messages]
             report.selected = len(chosen)
             report.image_ids = _unique_images(queue, chosen)
@@ -275,6 +454,7 @@ class DeadLetters:
                 report.moved += len(sent)
                 report.failed += len(batch) - len(sent)
             moved_ids = {m["MessageId"] for m in chosen} - {m["MessageId"] for m in held.messages}
+            await self._forget(queue, moved_ids)
             report.image_ids = _unique_images(
                 queue, [m for m in chosen if m["MessageId"] in moved_ids]
             )
@@ -286,6 +466,22 @@ class DeadLetters:
             images=len(report.image_ids),
         )
         await self._rerun_images(queue, report)
+        return report
+
+    async def delete(self, queue: Queue, message_ids: list[str]) -> DeleteReport:
+        """Delete the dead letters named (from the queue and the mirror)."""
+        report = DeleteReport(queue=queue.value)
+        named = set(message_ids)
+        async with self._held(queue) as held:
+            chosen = [m for m in held.messages if m["MessageId"] in named]
+            for start in range(0, len(chosen), _BATCH):
+                await held.delete(chosen[start : start + _BATCH])
+            left = {m["MessageId"] for m in held.messages}
+            report.deleted = [m["MessageId"] for m in chosen if m["MessageId"] not in left]
+        # Named but not in the queue: gone already; the mirror forgets them too.
+        await self._forget(queue, named - left)
+        report.not_found = sorted(named - set(report.deleted) - left)
+        log.info("dead letters deleted", queue=queue.value, deleted=len(report.deleted))
         return report
 
     async def _send(self, url: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -316,6 +512,7 @@ class DeadLetters:
         )
         report.move_task_handle = response.get("TaskHandle")
         report.moved = report.selected  # the task moves them all, asynchronously
+        await self._forget(queue, {str(r["message_id"]) for r in await self._mirrored(queue)})
         log.info("dead-letter move task started", queue=queue.value, messages=report.selected)
         await self._rerun_images(queue, report)
         return report
@@ -331,6 +528,7 @@ class DeadLetters:
         name = self.names.dead_letter_queue(queue)
         counts = await self._counts(name)
         await self.aws.sqs.purge_queue(QueueUrl=await self.url(name))
+        await self._forget(queue, {str(r["message_id"]) for r in await self._mirrored(queue)})
         purged = (
             counts["ApproximateNumberOfMessages"] + counts["ApproximateNumberOfMessagesNotVisible"]
         )
@@ -524,3 +722,17 @@ def _from_epoch_ms(value: str | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(int(value) / 1000, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def pretty_body(body: str) -> str:
+    """A JSON body indented (an S3 event's SNS envelope opened too); any other body as is."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict) and isinstance(data.get("Message"), str):
+        try:  # an SNS notification: its message is JSON in a string
+            data = {**data, "Message": json.loads(data["Message"])}
+        except ValueError:
+            pass
+    return json.dumps(data, indent=2, ensure_ascii=False)

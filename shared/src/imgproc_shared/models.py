@@ -54,10 +54,17 @@ class ImageStatus(StrEnum):
     PROCESSED = "PROCESSED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+    # The same bytes as an image its owner already has (`duplicate_of`): never processed.
+    DUPLICATE = "DUPLICATE"
 
     @property
     def terminal(self) -> bool:
-        return self in (ImageStatus.PROCESSED, ImageStatus.REJECTED, ImageStatus.FAILED)
+        return self in (
+            ImageStatus.PROCESSED,
+            ImageStatus.REJECTED,
+            ImageStatus.FAILED,
+            ImageStatus.DUPLICATE,
+        )
 
 
 class _Model(BaseModel):
@@ -165,6 +172,8 @@ class ThumbnailResult(_Model):
     renditions: list[Rendition]
     # ThumbHash of the image, base64: the client paints it before the thumbnail loads.
     placeholder: str | None = None
+    # 64-bit perceptual hash (DCT pHash of the thumbnail), 16 hex digits: near-duplicate groups.
+    phash: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
 
 class ErrorInfo(_Model):

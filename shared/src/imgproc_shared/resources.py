@@ -33,11 +33,17 @@ class Queue(StrEnum):
     TAG = "tag"
     THUMBNAIL = "thumbnail"
     STATUS_EVENTS = "status-events"
+    # The search index's own copy of every `stored` announcement (imgproc_shared.search).
+    SEARCH_INDEX = "search-index"
 
 
 class Table(StrEnum):
     ALBUMS = "Albums"
     IMAGES = "Images"
+    SEARCH = "Search"
+    # What operators see of each dead letter, kept so that looking is not a receive
+    # (imgproc_shared.dead_letters).
+    DEAD_LETTERS = "DeadLetters"
 
 
 INCOMING_PREFIX = "incoming/"
@@ -46,6 +52,11 @@ STATE_MACHINE = "ImageProc"
 
 ALBUMS_BY_OWNER_INDEX = "by_owner"
 IMAGES_BY_ALBUM_INDEX = "by_album"
+# Sparse: only records a sweep must come back to carry `sweep` (SWEEP_UPLOAD while an upload is
+# granted but not arrived, SWEEP_DELETED for a deleted image's tombstone) and `sweep_at`.
+IMAGES_BY_SWEEP_INDEX = "by_sweep"
+SWEEP_UPLOAD = "upload"
+SWEEP_DELETED = "deleted"
 
 # Which queue each stage's worker takes from.
 STAGE_QUEUES: dict[Stage, Queue] = {
@@ -71,6 +82,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(Topic.VALIDATED, Queue.TAG, {"stage": [Stage.TAG.value]}),
     Subscription(Topic.VALIDATED, Queue.THUMBNAIL, {"stage": [Stage.THUMBNAIL.value]}),
     Subscription(Topic.STORED, Queue.STATUS_EVENTS),
+    Subscription(Topic.STORED, Queue.SEARCH_INDEX),
 )
 
 
@@ -92,9 +104,12 @@ class TableSpec:
     table: Table
     hash_key: KeyAttribute
     indexes: tuple[Index, ...] = field(default_factory=tuple)
+    range_key: KeyAttribute | None = None
 
     def attributes(self) -> list[KeyAttribute]:
         seen: dict[str, KeyAttribute] = {self.hash_key.name: self.hash_key}
+        if self.range_key is not None:
+            seen[self.range_key.name] = self.range_key
         for index in self.indexes:
             for attr in (index.hash_key, index.range_key):
                 if attr is not None:
@@ -111,8 +126,14 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         Table.IMAGES,
         KeyAttribute("image_id"),
-        (Index(IMAGES_BY_ALBUM_INDEX, KeyAttribute("album_id"), KeyAttribute("uploaded_at")),),
+        (
+            Index(IMAGES_BY_ALBUM_INDEX, KeyAttribute("album_id"), KeyAttribute("uploaded_at")),
+            Index(IMAGES_BY_SWEEP_INDEX, KeyAttribute("sweep"), KeyAttribute("sweep_at")),
+        ),
     ),
+    # Entries, counters and manifests of the search index (keys: imgproc_shared.search).
+    TableSpec(Table.SEARCH, KeyAttribute("pk"), range_key=KeyAttribute("sk")),
+    TableSpec(Table.DEAD_LETTERS, KeyAttribute("queue"), range_key=KeyAttribute("message_id")),
 )
 
 

@@ -37,6 +37,12 @@ RETAG_SKIPPED = "ImageRetag.Skipped"
 RETAG_TAG_FAILED = "ImageRetag.TagFailed"
 _CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"
 IMAGE_PROCESSING_FAILED = "ImageProcessingFailed"
+# Where an execution ends whose image was deleted while it ran (its writes are conditional on
+# the record being there and not a tombstone, so a late answer cannot bring the image back).
+IMAGE_DELETED = "ImageDeleted"
+# Written only while the record exists and is not a deleted image's tombstone (catalog.DELETED).
+_UNLESS_DELETED = "attribute_exists(image_id) AND #status <> :deleted"
+_ON_DELETED: Json = {"ErrorEquals": [_CONDITION_FAILED], "ResultPath": None, "Next": IMAGE_DELETED}
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,11 @@ def _task_message(stage: Stage) -> Json:
     }
 
 
-def _record_failure(stage: str, table: str, next_state: str) -> Json:
-    """An updateItem that marks the image FAILED with the stage and the caught error."""
+def _record_failure(
+    stage: str, table: str, next_state: str, deleted_state: str = IMAGE_DELETED
+) -> Json:
+    """An updateItem that marks the image FAILED with the stage and the caught error (unless it
+    was deleted meanwhile: then on to `deleted_state`)."""
     return {
         "Type": "Task",
         "Resource": "arn:aws:states:::dynamodb:updateItem",
@@ -105,9 +114,12 @@ def _record_failure(stage: str, table: str, next_state: str) -> Json:
                 ":code": {"S.$": "$.failure.Error"},
                 ":message": {"S.$": "$.failure.Cause"},
                 ":now": {"S.$": "$$.State.EnteredTime"},
+                ":deleted": {"S": "DELETED"},
             },
+            "ConditionExpression": _UNLESS_DELETED,
         },
         "ResultPath": None,
+        "Catch": [{**_ON_DELETED, "Next": deleted_state}],
         "Next": next_state,
     }
 
@@ -160,7 +172,11 @@ def _stage_branch(stage: Stage, targets: WorkflowTargets, limits: WorkflowLimits
                 ],
                 "End": True,
             },
-            failed: _record_failure(stage.value, targets.images_table, f"{failed}End"),
+            failed: _record_failure(
+                stage.value, targets.images_table, f"{failed}End", f"{task}ImageDeleted"
+            ),
+            # The branch ends quietly; StoreResults then finds the tombstone too.
+            f"{task}ImageDeleted": {"Type": "Succeed"},
             f"{failed}End": {
                 "Type": "Fail",
                 "Error": errors.STAGE_FAILED,
@@ -231,9 +247,12 @@ def build_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = N
                     ":message": {"S.$": "$.rejection.Cause"},
                     ":stage": {"S": Stage.EXTRACT.value},
                     ":now": {"S.$": "$$.State.EnteredTime"},
+                    ":deleted": {"S": "DELETED"},
                 },
+                "ConditionExpression": _UNLESS_DELETED,
             },
             "ResultPath": None,
+            "Catch": [_ON_DELETED],
             "Next": "AnnounceRejection",
         },
         "AnnounceRejection": _announce(
@@ -281,23 +300,32 @@ def build_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = N
                     ":tags": {"S.$": "States.JsonToString($.results.tags)"},
                     ":thumbnails": {"S.$": "States.JsonToString($.results.thumbnails)"},
                     ":now": {"S.$": "$$.State.EnteredTime"},
+                    ":deleted": {"S": "DELETED"},
                 },
+                "ConditionExpression": _UNLESS_DELETED,
             },
             "ResultPath": None,
             "Retry": [
+                # A failed condition is an answer (the image was deleted), not a fault.
+                {"ErrorEquals": [_CONDITION_FAILED], "MaxAttempts": 0},
                 {
                     "ErrorEquals": ["States.ALL"],
                     "IntervalSeconds": 1,
                     "MaxAttempts": 3,
                     "BackoffRate": 2.0,
-                }
+                },
             ],
             "Catch": [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "StoreFailed"}
+                _ON_DELETED,
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "StoreFailed"},
             ],
             "Next": "Announce",
         },
         "Announce": _announce(targets.stored_topic_arn, None, None),
+        IMAGE_DELETED: {
+            "Type": "Succeed",
+            "Comment": "the image was deleted while it ran: nothing stored, nothing announced",
+        },
         "ExtractFailed": _record_failure(Stage.EXTRACT.value, table, "AnnounceFailure"),
         "StoreFailed": _record_failure("store", table, "AnnounceFailure"),
         "AnnounceFailure": _announce(targets.stored_topic_arn, "FAILED", IMAGE_PROCESSING_FAILED),

@@ -172,16 +172,21 @@ def test_small_images_are_never_upscaled(name: str) -> None:
 
 
 def test_jpeg_decodes_at_reduced_scale() -> None:
-    # Preview 1280 needs at least 1280 px; the 1/2 scale (2048) is the smallest that covers it.
+    # Preview 1280 needs at least 1280 px; libjpeg's 3/8 scale (1536) is the smallest that
+    # covers it (1/4 gives 1024), where Pillow alone would ask for 1/2 (2048).
     image = decode_for(_jpeg((4096, 2048)), 1280, smallest_edge=256)
-    assert image.size == (2048, 1024)
+    assert image.size == (1536, 768)
+    # Where 3/8 falls short too (3072 px: 1152), the decode stays at 1/2.
+    assert decode_for(_jpeg((3072, 2048)), 1280, smallest_edge=256).size == (1536, 1024)
+    # Odd sizes round up as libjpeg does (ceil(3n/8)), so the image is its output exactly.
+    assert decode_for(_jpeg((4095, 2049)), 1280, smallest_edge=256).size == (1536, 769)
     # Thumbnail alone: twice 256 is enough, so the decoder goes down to 1/8 (512).
     assert decode_for(_jpeg((4096, 2048)), 256, smallest_edge=256).size == (512, 256)
 
 
 def test_scaled_decodes_trade_only_the_chroma_upsampler() -> None:
     data = colour_jpeg((2048, 1024))
-    fast = decode_for(data, 640, smallest_edge=256)  # 1/2 scale, merged upsampler
+    fast = decode_for(data, 800, smallest_edge=256)  # 1/2 scale (3/8 gives 768), merged upsampler
     smooth = Image.open(io.BytesIO(data))
     smooth.draft("RGB", fast.size)  # Pillow's default: the smoothing upsampler
     smooth.load()

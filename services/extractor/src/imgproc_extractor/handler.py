@@ -36,6 +36,11 @@ STREAM_CHUNK_BYTES = 1024 * 1024
 
 _MiB = 1024 * 1024
 
+# The worker stores this stage's result on the image record itself, under this attribute, as
+# soon as it is known: the metadata is wanted before the other stages end (the workflow stores
+# tags and renditions together, when both are in).
+RESULT_ATTRIBUTE = "metadata"
+
 
 async def setup(ctx: WorkContext) -> None:
     """Align Pillow's decompression-bomb limit with ours, so its warning fires at our limit.

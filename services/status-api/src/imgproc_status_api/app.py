@@ -1,8 +1,9 @@
 """The status API: identity, albums, uploads, images, executions, live updates, queue views,
 and the web client at `/`.
 
-It also runs, as tasks of this process, the starter (uploads → executions) and the consumer of
-`status-events` that feeds live updates.
+It also runs, as tasks of this process, the starter (uploads → executions), the consumer of
+`status-events` that feeds live updates, the search indexer (`search-index`) and the sweep of
+abandoned uploads and deleted images' tombstones.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from imgproc_shared.resources import ResourceNames
 from imgproc_shared.settings import Settings, get_settings
 from imgproc_status_api.api.deps import ApiState
 from imgproc_status_api.api.main import api_router
+from imgproc_status_api.api_docs import install_api_docs
 from imgproc_status_api.auth import make_verifier
 from imgproc_status_api.config import ApiSettings
 from imgproc_status_api.errors import install_error_handlers
 from imgproc_status_api.live import AlbumEvents
 from imgproc_status_api.schemas import Health
+from imgproc_status_api.search_index import SearchIndexer
 from imgproc_status_api.starter import Starter, resolve_state_machine_arn
+from imgproc_status_api.sweeper import Sweeper
 
 log = get_logger()
 
@@ -83,13 +87,20 @@ def create_app(
             app.state.catalog = catalog
             stopping = asyncio.Event()
             tasks = [
-                asyncio.create_task(events.consume_status_events(stopping), name="status-events")
+                asyncio.create_task(events.consume_status_events(stopping), name="status-events"),
+                asyncio.create_task(
+                    SearchIndexer(aws, names, catalog, wait_time_s=settings.wait_time_s).run(
+                        stopping
+                    ),
+                    name="search-index",
+                ),
             ]
+            starter = None
             if run_starter:
                 arn = await resolve_state_machine_arn(aws, settings)
-                tasks.append(
-                    asyncio.create_task(Starter(aws, settings, arn).run(stopping), name="starter")
-                )
+                starter = Starter(aws, settings, arn)
+                tasks.append(asyncio.create_task(starter.run(stopping), name="starter"))
+            tasks.append(asyncio.create_task(Sweeper(state, starter).run(stopping), name="sweeper"))
             try:
                 yield
             finally:
@@ -107,8 +118,12 @@ def create_app(
             "pipeline. Every error is `{code, message}`."
         ),
         lifespan=lifespan,
+        # Served by install_api_docs from this origin (FastAPI's own pages load a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_api_docs(app)
     if api_settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -136,7 +151,8 @@ def create_app(
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            # A page may bring its own (the API docs); every other gets the client's.
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
             response.headers["Referrer-Policy"] = "no-referrer"
         return response
 

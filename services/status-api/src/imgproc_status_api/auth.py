@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,20 @@ LOCAL_AUDIENCE = "imgproc-status-api"
 class User:
     id: str  # the owner id stored on albums and images
     name: str  # what the client shows
+    # The token's `jti` and `exp`: what signing out revokes, and until when (None: no id, so it
+    # cannot be revoked before it expires).
+    token_id: str | None = None
+    expires_at: int | None = None
+
+
+def _token_id(claims: dict[str, Any]) -> str | None:
+    value = claims.get("jti")
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def _expiry(claims: dict[str, Any]) -> int | None:
+    value = claims.get("exp")
+    return int(value) if isinstance(value, int | float) else None
 
 
 def unauthorized(message: str) -> ApiError:
@@ -56,6 +71,7 @@ class LocalTokens:
             "aud": LOCAL_AUDIENCE,
             "iat": issued,
             "exp": issued + self.ttl_s,
+            "jti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
@@ -67,7 +83,7 @@ class LocalTokens:
                 algorithms=["HS256"],
                 issuer=LOCAL_ISSUER,
                 audience=LOCAL_AUDIENCE,
-                options={"require": ["exp", "sub", "iss", "aud"]},
+                options={"require": ["exp", "sub", "iss", "aud", "jti"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise ApiError(401, "token_expired", "the token has expired; sign in again") from exc
@@ -76,7 +92,9 @@ class LocalTokens:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not is_valid_id(subject):
             raise unauthorized("invalid token subject")
-        return User(id=subject, name=subject)
+        return User(
+            id=subject, name=subject, token_id=_token_id(claims), expires_at=_expiry(claims)
+        )
 
 
 class CognitoTokens:
@@ -122,7 +140,12 @@ class CognitoTokens:
         if not isinstance(subject, str) or not is_valid_id(subject):
             raise unauthorized("invalid token subject")
         name = claims.get("cognito:username") or claims.get("username") or subject
-        return User(id=subject, name=str(name))
+        return User(
+            id=subject,
+            name=str(name),
+            token_id=_token_id(claims),
+            expires_at=_expiry(claims),
+        )
 
 
 def make_verifier(settings: ApiSettings) -> LocalTokens | CognitoTokens:

@@ -40,7 +40,12 @@ class ApiSettings(BaseSettings):
     events_keepalive_s: float = Field(default=15.0, gt=0)
 
     presigned_url_ttl_s: int = Field(default=3600, ge=60)
-    upload_url_ttl_s: int = Field(default=900, ge=60)
+    upload_url_ttl_s: int = Field(default=900, ge=1)
+    # An upload still not arrived this long after its grant expired is abandoned (a slow upload
+    # begun just before expiry may still finish); a deleted image's tombstone is kept as long.
+    upload_sweep_margin_s: int = Field(default=900, ge=0)
+    # How often the sweep (imgproc_status_api.sweeper) looks for abandoned uploads and tombstones.
+    sweep_interval_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _secret_long_enough(self) -> ApiSettings:

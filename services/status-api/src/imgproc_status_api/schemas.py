@@ -147,6 +147,11 @@ class ImageOut(BaseModel):
     thumbnails: list[RenditionOut] = Field(default_factory=list)
     placeholder: str | None = None
     execution_arn: str | None = None
+    duplicate_of: str | None = Field(
+        default=None,
+        description="for a DUPLICATE: the image with the same bytes, whose metadata, labels "
+        "and renditions this one shows",
+    )
     stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
     uploaded_at: str | None = None
     started_at: str | None = None
@@ -167,6 +172,25 @@ class UploadGrant(BaseModel):
 class ImagePage(BaseModel):
     items: list[ImageOut]
     next_cursor: str | None = None
+
+
+class OriginalOut(BaseModel):
+    url: str = Field(description="a presigned GET of the original, saved as `file_name`")
+    file_name: str
+    expires_in: int = Field(description="seconds the URL works")
+
+
+class LabelCount(BaseModel):
+    name: str
+    count: int = Field(description="images with this label (or a label under it)")
+
+
+class LabelFacets(BaseModel):
+    labels: list[LabelCount]
+    complete: bool = Field(
+        default=True,
+        description="false when a filtered count stopped early (very broad filters)",
+    )
 
 
 class ExecutionStateOut(BaseModel):
@@ -207,3 +231,18 @@ class QueueReport(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class DuplicateGroupOut(BaseModel):
+    kind: Literal["exact", "near"] = Field(
+        description="exact: an original and its DUPLICATE uploads (the same bytes); near: "
+        "processed images whose perceptual hashes are within the distance"
+    )
+    distance: int = Field(
+        ge=0, le=64, description="the largest Hamming distance between two of its images"
+    )
+    images: list[ImageOut] = Field(description="oldest upload first")
+
+
+class DuplicatesOut(BaseModel):
+    groups: list[DuplicateGroupOut]

@@ -1,17 +1,28 @@
 """The starter: consumes `ingest` (S3 uploads via the `upload` topic) and starts one execution
-per image, named by the image id, so a duplicate S3 event starts nothing new."""
+per image, named by the image id, so a duplicate S3 event starts nothing new.
+
+Ownership at ingest: an object in our own layout, `incoming/{owner}/{album}/{image_id}.{ext}`,
+is processed only if the album exists and belongs to that owner and the image's record, if it
+has one, names the same owner, album and key. Anything else (a grant's key edited into another
+user's album, a foreign owner id, an album that does not exist) is refused with a logged reason
+and the object deleted: nothing is recorded or shown. So is an upload that arrives after its
+image was deleted. Keys in other shapes are objects put straight into the bucket (below).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import hashlib
+import re
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import Catalog, is_conditional_failure
+from imgproc_shared.catalog import DELETED, Catalog, is_conditional_failure
+from imgproc_shared.dead_letters import DeadLetters
+from imgproc_shared.duplicates import ExactDuplicates
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import (
@@ -42,6 +53,9 @@ TOP_LEVEL_ALBUM = "Imported"
 # seed's web app wrote `userid` and `albumid`, still read.
 OWNER_METADATA = ("owner", "userid")
 ALBUM_METADATA = ("album", "albumid")
+# The ids this API and the CLI make (uuid4 hex): a key in our layout with both is ours even when
+# its album does not exist, never a person's folders.
+_GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def parse_incoming_key(key: str) -> tuple[str, str, str] | None:
@@ -118,6 +132,8 @@ class Starter:
         owner, album_id, image_id = layout
         arn = execution_arn(self.state_machine_arn, image_id)
         bound = log.bind(image_id=image_id)
+        album = await self.catalog.get_album(album_id)
+        album_is_owners = album is not None and album.get("owner") == owner
         # Record PROCESSING before starting, so the execution's own writes always come later.
         # The usual case (the API or the CLI recorded the upload) is this one write.
         mark = functools.partial(
@@ -129,7 +145,9 @@ class Starter:
             key=created.key,
             execution_arn=arn,
         )
-        fresh = await mark(recorded_only=True)
+        # The usual case, one conditional write: the record agrees with the key (the condition
+        # checks owner, album and key) and the album is the owner's.
+        fresh = album_is_owners and await mark(recorded_only=True)
         if not fresh:
             record = await self.catalog.get_image(image_id)
             if record is None:
@@ -138,25 +156,66 @@ class Starter:
                 # that then FAILED ("no longer exists"). Such an event is poison: left for the
                 # dead-letter queue.
                 head = await self._head(created)
-                if not await self._is_own_layout(owner, album_id, head):
+                if _metadata(head, OWNER_METADATA) or _metadata(head, ALBUM_METADATA):
+                    # Put straight into S3 naming its owner and album: those govern.
+                    return await self._start_direct(created, head)
+                if album is None and not (
+                    _GENERATED_ID.match(album_id) and _GENERATED_ID.match(image_id)
+                ):
                     # e.g. `incoming/trip/2024/photo.jpg`, put by a person: not our layout.
                     return await self._start_direct(created, head)
+                if not album_is_owners:
+                    reason = "no such album" if album is None else "the album is another owner's"
+                    return await self._refuse(created, reason, owner=owner, album_id=album_id)
                 # An object put straight into S3 in our layout gets its record here.
                 fresh = await mark()
                 if not fresh:
                     record = await self.catalog.get_image(image_id)
-            if not fresh and record and record.get("status") not in ("UPLOADING", "PROCESSING"):
-                bound.info("duplicate upload event ignored", status=record.get("status"))
-                return False
+            if not fresh and record is not None:
+                refusal = self._refusal(record, created, owner, album_id, album_is_owners)
+                if refusal is not None:
+                    if record.get("status") == "UPLOADING" and record.get("key") == created.key:
+                        # Its own upload, into an album gone meanwhile: the grant ends too.
+                        await self.catalog.tombstone_image(record, only_if_uploading=True)
+                    return await self._refuse(created, refusal, owner=owner, album_id=album_id)
+                if record.get("status") not in ("UPLOADING", "PROCESSING"):
+                    bound.info("duplicate upload event ignored", status=record.get("status"))
+                    return False
         return await self._start_execution(image_id, created.bucket, created.key, owner, album_id)
 
-    async def _is_own_layout(self, owner: str, album_id: str, head: dict[str, Any]) -> bool:
-        """A key shaped like ours, without a record: ours when it names an album of its owner
-        and carries no owner/album metadata of its own."""
-        if _metadata(head, OWNER_METADATA) or _metadata(head, ALBUM_METADATA):
-            return False
-        album = await self.catalog.get_album(album_id)
-        return album is not None and album.get("owner") == owner
+    @staticmethod
+    def _refusal(
+        record: dict[str, Any],
+        created: ObjectCreated,
+        owner: str,
+        album_id: str,
+        album_is_owners: bool,
+    ) -> str | None:
+        """Why an object in our layout whose image has a record may not be processed."""
+        if record.get("status") == DELETED:
+            return "the image was deleted"
+        if record.get("owner") != owner or record.get("album_id") != album_id:
+            return "the image's record names another owner or album"
+        if record.get("key") != created.key:
+            return "the image's record names another key"
+        if not album_is_owners:
+            return "the album does not exist or is another owner's"
+        return None
+
+    async def _refuse(
+        self, created: ObjectCreated, reason: str, *, owner: str, album_id: str
+    ) -> bool:
+        """Delete an object that may not be processed and say why (nothing else is written)."""
+        log.warning(
+            "upload refused; object deleted",
+            reason=reason,
+            key=created.key,
+            owner=owner,
+            album_id=album_id,
+            size=created.size,
+        )
+        await self.aws.s3.delete_object(Bucket=created.bucket, Key=created.key)
+        return False
 
     async def _start_direct(self, created: ObjectCreated, head: dict[str, Any]) -> bool:
         """An object put straight into `incoming/` with a key of its own: a fresh image id (from
@@ -219,6 +278,11 @@ class Starter:
     async def _start_execution(
         self, image_id: str, bucket: str, key: str, owner: str, album_id: str
     ) -> bool:
+        duplicates = ExactDuplicates(self.aws, self.names)
+        if await duplicates.recorded_as_duplicate(
+            image_id=image_id, bucket=bucket, key=key, owner=owner
+        ):
+            return False  # the same bytes as an image the owner has: nothing to process
         bound = log.bind(image_id=image_id)
         workflow_input = WorkflowInput(
             image_id=image_id, bucket=bucket, key=key, owner=owner, album_id=album_id
@@ -267,23 +331,53 @@ class Starter:
             stopping,
             wait_time_s=self.settings.wait_time_s,
             pause_s=self.settings.receive_pause_s,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
         ):
             # The images of one batch are independent: start them concurrently.
-            handled = await asyncio.gather(*(self._handle_message(m) for m in messages))
+            handled = await asyncio.gather(*(self._handle_message(m, queue_url) for m in messages))
             done = [message for message, ok in zip(messages, handled, strict=True) if ok]
             await delete_batch(self.aws.sqs, queue_url, [m["ReceiptHandle"] for m in done])
 
-    async def _handle_message(self, message: dict[str, Any]) -> bool:
+    async def _handle_message(self, message: dict[str, Any], queue_url: str = "") -> bool:
         """True when the message is done with (to be deleted)."""
+        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        last_try = receive_count >= self.settings.max_receive_count
+        bound = log.bind(message_id=message.get("MessageId"), receive_count=receive_count)
         try:
             await self.handle(message["Body"])
             return True
         except (MalformedEvent, UnexpectedKey) as exc:
-            # Left for the dead-letter queue after the redrive count.
-            log.warning("malformed message", reason=str(exc), body=message["Body"][:200])
-        except Exception:
-            log.exception("start failed; the message will be retried")
+            bound.warning("malformed message", reason=str(exc), body=message["Body"][:200])
+            if last_try:
+                await self._note_give_up(message, "Malformed", str(exc))
+            # Left for the dead-letter queue: back after a short delay (not the queue's
+            # visibility timeout, 5 × 60 s) until the redrive moves it on the next receive.
+            if queue_url:
+                delay = 0 if last_try else min(2 * receive_count, 30)
+                await self._release(queue_url, message, delay=delay)
+        except Exception as exc:
+            # Perhaps passing (the endpoint, throttling): retried after the visibility timeout.
+            bound.exception("start failed; the message will be retried")
+            if last_try:
+                await self._note_give_up(message, "StartFailed", f"{type(exc).__name__}: {exc}")
         return False
+
+    async def _note_give_up(self, message: dict[str, Any], code: str, reason: str) -> None:
+        """The dead letter this message becomes shows why (imgproc_shared.dead_letters)."""
+        try:
+            await DeadLetters(self.aws, self.settings).note_give_up(
+                Queue.INGEST, str(message.get("MessageId")), {"code": code, "message": reason}
+            )
+        except ClientError as exc:
+            log.warning("give-up note not written", error=str(exc))
+
+    async def _release(self, queue_url: str, message: dict[str, Any], *, delay: int) -> None:
+        try:
+            await self.aws.sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
+            )
+        except ClientError as exc:
+            log.warning("release failed", error=str(exc))
 
 
 async def resolve_state_machine_arn(aws: AwsClients, settings: Settings) -> str:

@@ -14,6 +14,7 @@ from imgproc_shared.models import Rendition, StageTask, ThumbnailResult
 from imgproc_shared.resources import thumbnail_key
 from imgproc_shared.worker.runtime import WorkContext
 from imgproc_thumbnailer.config import get_thumbnail_settings
+from imgproc_thumbnailer.phash import phash_of_encoded
 from imgproc_thumbnailer.renditions import EncodedRendition, RenditionSpec, render
 
 THUMBNAIL = "thumbnail"
@@ -50,6 +51,8 @@ async def handle(task: StageTask, ctx: WorkContext) -> ThumbnailResult:
         )
     )
     by_name = {rendition.name: rendition for rendition in rendered.renditions}
+    # The perceptual hash (near-duplicate grouping) from the thumbnail just made: ~2 ms.
+    phash = await ctx.run_cpu(phash_of_encoded, by_name[THUMBNAIL].data)
     ordered = [by_name[spec.name] for spec in specs]
     keys = [thumbnail_key(task.image_id, r.name, r.extension) for r in ordered]
     await asyncio.gather(
@@ -76,6 +79,7 @@ async def handle(task: StageTask, ctx: WorkContext) -> ThumbnailResult:
             for key, r in zip(keys, ordered, strict=True)
         ],
         placeholder=rendered.placeholder,
+        phash=phash,
     )
 
 

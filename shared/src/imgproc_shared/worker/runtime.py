@@ -52,11 +52,6 @@ from imgproc_shared.worker.task_token import TaskToken
 T = TypeVar("T")
 Handler = Callable[[StageTask, "WorkContext"], Coroutine[Any, Any, BaseModel]]
 
-# Stages whose result the worker stores itself, with its progress, under this attribute: the
-# metadata is wanted as soon as it is known (the workflow stores tags and renditions together,
-# when both are in).
-STORED_RESULTS: dict[Stage, str] = {Stage.EXTRACT: "metadata"}
-
 
 @dataclass
 class WorkContext:
@@ -89,9 +84,14 @@ class Worker:
         settings: Settings | None = None,
         *,
         setup: Callable[[WorkContext], Awaitable[None]] | None = None,
+        result_attribute: str | None = None,
     ) -> None:
+        """`result_attribute`: the image record's attribute this worker stores each result
+        under, with the stage's progress (a stage whose result is wanted before the workflow
+        stores the others'); None leaves storing the result to the workflow."""
         self.stage = stage
         self.handler = handler
+        self.result_attribute = result_attribute
         self.settings = settings or get_settings()
         self.names = ResourceNames.from_settings(self.settings)
         self.counters: Counter[str] = Counter()
@@ -226,11 +226,11 @@ class Worker:
         async def finished(
             error: dict[str, str] | None, output: dict[str, Any] | None = None
         ) -> bool:
-            """Record the stage's end (and its result, for `STORED_RESULTS`); False (and the
-            message left for the DLQ) if the image is unknown."""
+            """Record the stage's end (and its result, under `result_attribute`); False (and
+            the message left for the DLQ) if the image is unknown."""
             await note.settle()
             progress = _progress(started_at, started, error)
-            attribute = STORED_RESULTS.get(self.stage)
+            attribute = self.result_attribute
             results = {attribute: output} if attribute and output is not None else None
             if await catalog.record_stage(task.image_id, self.stage.value, progress, results):
                 return True
@@ -457,13 +457,15 @@ def run_worker(
     handler: Handler,
     *,
     setup: Callable[[WorkContext], Awaitable[None]] | None = None,
+    result_attribute: str | None = None,
 ) -> None:
-    """Entry point of a worker process: logs, signals, run until SIGTERM/SIGINT."""
+    """Entry point of a worker process: logs, signals, run until SIGTERM/SIGINT
+    (`result_attribute`: see `Worker`)."""
     settings = get_settings()
     configure_logging(service, settings.log_level)
 
     async def main() -> None:
-        worker = Worker(stage, handler, settings, setup=setup)
+        worker = Worker(stage, handler, settings, setup=setup, result_attribute=result_attribute)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import Catalog
+from imgproc_shared.catalog import DELETED, Catalog
 from imgproc_shared.models import IMAGE_ID_PATTERN
-from imgproc_shared.resources import ResourceNames
+from imgproc_shared.resources import ResourceNames, Table
 from imgproc_shared.settings import Settings
 from imgproc_shared.views import image_view
 from imgproc_status_api.auth import CognitoTokens, LocalTokens, User, unauthorized
 from imgproc_status_api.config import ApiSettings
 from imgproc_status_api.errors import ApiError, not_found
 from imgproc_status_api.live import AlbumEvents
+from imgproc_status_api.revocations import TokenRevocations
 
 
 @dataclass
@@ -32,6 +34,11 @@ class ApiState:
     verifier: LocalTokens | CognitoTokens
     events: AlbumEvents
 
+    @cached_property
+    def revocations(self) -> TokenRevocations:
+        """Signed-out tokens (`POST /api/auth/sign-out`), refused until they expire."""
+        return TokenRevocations(self.aws.dynamodb, self.names.table(Table.ALBUMS))
+
     async def rendition_url(self, bucket: str, key: str) -> str:
         url: str = await self.aws.s3.generate_presigned_url(
             "get_object",
@@ -41,8 +48,11 @@ class ApiState:
         return url
 
     async def view(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The public JSON of an image record."""
-        view = await image_view(record, self.rendition_url)
+        """The public JSON of an image record (a duplicate's shows its original's results)."""
+        original = None
+        if isinstance(record.get("duplicate_of"), str):
+            original = await self.catalog.get_image(record["duplicate_of"])
+        view = await image_view(record, self.rendition_url, original)
         view["size"] = record.get("size")
         view["content_type"] = record.get("content_type")
         return view
@@ -64,7 +74,10 @@ async def current_user(
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized("a bearer token is required")
-    return await state.verifier.verify(credentials.credentials)
+    user = await state.verifier.verify(credentials.credentials)
+    if user.token_id is not None and await state.revocations.is_revoked(user.token_id):
+        raise ApiError(401, "token_revoked", "you signed out with this token; sign in again")
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -91,7 +104,8 @@ async def owned_album(album_id: AlbumId, user: CurrentUser, state: State) -> dic
 
 async def owned_image(image_id: ImageId, user: CurrentUser, state: State) -> dict[str, Any]:
     record = await state.catalog.get_image(image_id)
-    if record is None or record.get("owner") != user.id:
+    # A deleted image's tombstone is nobody's image.
+    if record is None or record.get("owner") != user.id or record.get("status") == DELETED:
         raise not_found("image", image_id)
     return record
 

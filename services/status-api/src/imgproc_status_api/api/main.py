@@ -8,11 +8,14 @@ from imgproc_status_api.api.routes import (
     albums,
     auth,
     dead_letters,
+    duplicates,
     events,
     executions,
     images,
     operators,
     retag,
+    retry,
+    search,
     uploads,
 )
 
@@ -27,5 +30,9 @@ for module in (
     operators,
     dead_letters,
     retag,
+    duplicates,
+    search,
 ):
     api_router.include_router(module.router)
+api_router.include_router(retry.router)
+api_router.include_router(retry.operator_router)

@@ -1,5 +1,11 @@
 // The status API from the browser: JSON calls with the bearer token, presigned uploads with
 // progress, and the album's live event stream (fetch-based SSE, so the token stays in a header).
+//
+// The session: the token is kept in localStorage, so a new tab of this origin is signed in too,
+// and signing out in one tab signs out the others (the "storage" event). It is only ever sent
+// as an Authorization header, never as a cookie, so another site cannot make the browser use
+// it (no CSRF); the page runs no inline or third-party script (its CSP) and puts every string
+// in as text. Signing out revokes the token on the server (POST /api/auth/sign-out).
 
 const TOKEN_KEY = "imgproc.token";
 
@@ -13,23 +19,37 @@ export class ApiError extends Error {
 
 export const session = {
   get token() {
-    return sessionStorage.getItem(TOKEN_KEY);
+    return localStorage.getItem(TOKEN_KEY);
   },
   set token(value) {
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
-    else sessionStorage.removeItem(TOKEN_KEY);
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
   },
+  /** Called with the new token (or null) when another tab signs in or out. */
+  onChange(handler) {
+    window.addEventListener("storage", (event) => {
+      if (event.key === TOKEN_KEY || event.key === null) handler(session.token);
+    });
+  },
+  /** Set by the app: called when the API refuses the token (expired, revoked). */
+  onEnded: null,
 };
 
 export async function api(method, path, body) {
   const headers = {};
-  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  const token = session.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
   const init = { method, headers };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "network_error", "the server could not be reached");
+  }
   if (response.status === 204) return null;
   let payload = null;
   try {
@@ -39,9 +59,24 @@ export async function api(method, path, body) {
   }
   if (!response.ok) {
     const code = payload?.code ?? `http_${response.status}`;
-    throw new ApiError(response.status, code, payload?.message ?? response.statusText);
+    const error = new ApiError(response.status, code, payload?.message ?? response.statusText);
+    if (response.status === 401 && token && token === session.token) session.onEnded?.(error);
+    throw error;
   }
   return payload;
+}
+
+/** Revoke the token on the server, then forget it here (also when the server cannot be told). */
+export async function signOut() {
+  try {
+    if (session.token) await api("POST", "/api/auth/sign-out");
+    return true;
+  } catch (error) {
+    // Already refused (expired or revoked): nothing left to revoke.
+    return error instanceof ApiError && error.status === 401;
+  } finally {
+    session.token = null;
+  }
 }
 
 /** POST a file to a presigned S3 POST; onProgress(fraction). Resolves when S3 accepted it. */
@@ -60,12 +95,20 @@ export function uploadToS3(grant, file, onProgress) {
         onProgress(1);
         resolve();
       } else {
-        reject(new Error(`storage answered ${request.status}`));
+        reject(new ApiError(request.status, storageCode(request.responseText), "storage refused it"));
       }
     });
-    request.addEventListener("error", () => reject(new Error("network error while uploading")));
+    request.addEventListener("error", () =>
+      reject(new ApiError(0, "network_error", "the connection was lost while uploading")),
+    );
     request.send(form);
   });
+}
+
+/** The error code of an S3 XML error body ("EntityTooLarge", "AccessDenied"...), lower-cased. */
+function storageCode(text) {
+  const match = /<Code>([A-Za-z]+)<\/Code>/.exec(text || "");
+  return match ? `storage_${match[1].toLowerCase()}` : "storage_refused";
 }
 
 /**

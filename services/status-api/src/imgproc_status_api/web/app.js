@@ -1,8 +1,9 @@
-// The imgproc web client: sign in, albums, a live gallery with uploads, and a detail view.
+// The imgproc web client: sign in, albums, a live gallery with uploads, a detail view, search
+// across albums and the duplicates view.
 // Every string that comes from a user or a file (album names, file names, EXIF text, errors) is
 // put into the page as text (textContent / attributes), never parsed as HTML.
 
-import { ApiError, api, followAlbum, session, uploadToS3 } from "./api.js";
+import { ApiError, api, followAlbum, session, signOut, uploadToS3 } from "./api.js";
 import { showOperators } from "./operators.js";
 import { placeholderDataUrl } from "./thumbhash.js";
 
@@ -30,7 +31,7 @@ const STAGES = [
   ["thumbnail", "Thumbnailing"],
 ];
 const BLANK_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
-const STATUS_RANK = { UPLOADING: 0, PROCESSING: 1, PROCESSED: 2, REJECTED: 2, FAILED: 2 };
+const STATUS_RANK = { UPLOADING: 0, PROCESSING: 1, PROCESSED: 2, REJECTED: 2, FAILED: 2, DUPLICATE: 2 };
 const CARD_LABELS = 4; // a card shows the most confident few; the detail view shows them all
 
 const state = {
@@ -43,26 +44,108 @@ const state = {
   nextCursor: null,
   follow: null, // AbortController of the album's event stream
   placeholders: new Map(),
+  opened: new Map(), // image_id -> view fetched to open its details (an original shown elsewhere)
+  selected: new Set(), // image ids checked in the album's gallery, for deleting many
 };
 
 // ---------- formatting ----------
 
-function formatDate(value) {
+function formatDate(value, { short = false } = {}) {
   if (!value) return null;
   const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+  if (Number.isNaN(date.getTime())) return String(value);
+  // A card is narrow: the day is enough there (the details and the viewer give the time).
+  return short ? date.toLocaleDateString(undefined, { dateStyle: "medium" }) : date.toLocaleString();
 }
 
+/** "50 MB", "1.2 MB", "830 KB" (units of 1024, as the limits are set). */
 function formatBytes(bytes) {
-  if (typeof bytes !== "number") return null;
-  const units = ["B", "KB", "MB", "GB"];
+  if (typeof bytes !== "number" || !Number.isFinite(bytes)) return null;
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit++;
   }
-  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+  if (unit === 0) return `${value} ${value === 1 ? "byte" : "bytes"}`;
+  const shown = value >= 100 ? value.toFixed(0) : value.toFixed(1).replace(/\.0$/, "");
+  return `${shown} ${units[unit]}`;
+}
+
+// What each request field is, for validation errors said in words (the API's own message
+// names the field and the rule, as a pattern: never shown).
+const FIELD_RULES = {
+  username: "A username is 1 to 64 letters, digits, “-” or “_”, starting with a letter or digit.",
+  name: "An album name is 1 to 100 characters, without control characters, and not only spaces.",
+  file_name: "The file name is too long or has characters that cannot be used.",
+  content_type: "The file is not an image type imgproc takes.",
+  size: "The file is empty.",
+};
+
+/** A failure in plain words: what happened, and what to do when there is something to do. */
+function plainError(error) {
+  if (!(error instanceof ApiError)) {
+    return error?.message ? `Something went wrong (${error.message}).` : "Something went wrong.";
+  }
+  const code = error.code || "";
+  if (code === "network_error") return "The server could not be reached. Check the connection and try again.";
+  if (code === "validation_error") {
+    const field = /^\s*([a-z_]+)\s*:/.exec(error.message || "")?.[1];
+    return FIELD_RULES[field] ?? "Some of what was entered is not valid.";
+  }
+  if (code === "too_large" || code === "storage_entitytoolarge") {
+    const limit = Number(/(\d+)\s*bytes/.exec(error.message || "")?.[1]);
+    return Number.isFinite(limit) && limit > 0
+      ? `The file is larger than the ${formatBytes(limit)} upload limit.`
+      : "The file is larger than the upload limit.";
+  }
+  if (code === "token_expired" || code === "token_revoked" || error.status === 401) {
+    return "Your session has ended. Sign in again.";
+  }
+  if (code.endsWith("_not_found") || error.status === 404) {
+    return "It no longer exists (it may have been deleted elsewhere).";
+  }
+  if (code.startsWith("storage_")) {
+    return code === "storage_accessdenied"
+      ? "The storage refused the file (the upload link expired or the file changed). Try again."
+      : "The storage refused the file. Try again.";
+  }
+  if (error.status >= 500) return "The server had a problem. Try again in a moment.";
+  if (code === "not_uploaded" || code === "original_missing" || code === "sign_in_unavailable") {
+    return sentence(error.message);
+  }
+  return sentence(error.message) || "The request was refused.";
+}
+
+/** "the photo has not finished uploading" -> "The photo has not finished uploading." */
+function sentence(text) {
+  const trimmed = String(text || "").trim();
+  if (!trimmed) return "";
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
+const STAGE_WORDS = { extract: "reading the file", tag: "labelling", thumbnail: "making thumbnails" };
+
+/** Why a photo was rejected or failed, in words: the record's error code says which kind. */
+function reasonText(image) {
+  const error = image.error;
+  if (!error) return null;
+  const code = String(error.code || "");
+  const detail = sentence(error.message);
+  const kinds = {
+    "ImageProc.TooLarge": "Too large",
+    "ImageProc.CorruptImage": "Damaged or incomplete file",
+    "ImageProc.UnsupportedFormat": "Not a supported format",
+    NotSupportedImageType: "Not a supported format",
+  };
+  if (code === "upload_failed") return `Upload failed: ${detail || "try again."}`;
+  if (kinds[code]) return detail ? `${kinds[code]}: ${detail}` : `${kinds[code]}.`;
+  const stage = STAGE_WORDS[error.stage] ?? null;
+  const what = stage ? `Failed while ${stage}` : "Failed";
+  if (code === "States.Timeout") return `${what}: it took too long.`;
+  return detail ? `${what}: ${detail}` : `${what}.`;
 }
 
 function statusText(image) {
@@ -73,6 +156,8 @@ function statusText(image) {
       return "Rejected";
     case "FAILED":
       return "Failed";
+    case "DUPLICATE":
+      return "Duplicate";
     case "PROCESSING": {
       const stages = image.stages || {};
       const running = STAGES.filter(([s]) => stages[s]?.started_at && !stages[s]?.finished_at);
@@ -117,12 +202,12 @@ function metaRows(image, { full = false } = {}) {
   const meta = image.metadata || {};
   const exif = meta.exif || {};
   const rows = [
-    ["Uploaded", formatDate(image.uploaded_at)],
-    ["Taken", formatDate(meta.taken_at)],
+    ["Uploaded", formatDate(image.uploaded_at, { short: !full })],
+    ["Taken", formatDate(meta.taken_at, { short: !full })],
     ["Camera", cameraName(exif)],
     ["Location", meta.gps ? mapLink(meta.gps) : null],
     ["Dimensions", meta.width ? `${meta.width} × ${meta.height}` : null],
-    ["Size", formatBytes(meta.bytes ?? image.size)],
+    ["Size", formatBytes(meta.bytes ?? image.size ?? undefined)],
   ];
   if (full) {
     rows.push(
@@ -277,10 +362,91 @@ function thumbnail(image) {
   return img;
 }
 
-function card(image) {
+/** A DUPLICATE's link to its original (which may live in another album). */
+function duplicateOf(image) {
+  const originalId = image.status === "DUPLICATE" ? image.duplicate_of : null;
+  if (!originalId) return null;
+  const original = findImage(originalId);
+  if (!original) nameOriginal(originalId);
+  return h(
+    "p",
+    { className: "duplicate-of" },
+    h(
+      "button",
+      {
+        type: "button",
+        className: "link",
+        "data-original-id": originalId,
+        onclick: () => openDetail(originalId),
+      },
+      `Duplicate of ${original?.file_name || "the original"}`,
+    ),
+  );
+}
+
+const naming = new Set(); // originals fetched (or being fetched) for their names, once each
+
+/** Fetch an original this page has not listed, then name it in its duplicates' links. */
+async function nameOriginal(id) {
+  if (naming.has(id)) return;
+  naming.add(id);
+  try {
+    const original = await api("GET", `/api/images/${encodeURIComponent(id)}`);
+    state.opened.set(id, original);
+    if (!original.file_name) return;
+    for (const link of document.querySelectorAll(`button[data-original-id="${CSS.escape(id)}"]`)) {
+      link.textContent = `Duplicate of ${original.file_name}`;
+    }
+  } catch {
+    // The link still opens it (and says why if it cannot).
+  }
+}
+
+/** The thumbnail as a link that opens the photo in the viewer (the image keeps its name). */
+function viewerLink(image) {
+  const name = image.file_name || image.image_id;
+  return h(
+    "a",
+    {
+      href: "#",
+      className: "open",
+      "aria-label": `View ${name}`,
+      onclick: (event) => {
+        event.preventDefault();
+        openViewer(image.image_id, event.currentTarget);
+      },
+    },
+    thumbnail(image),
+  );
+}
+
+function selectBox(image) {
+  const name = image.file_name || image.image_id;
+  const box = h("input", {
+    type: "checkbox",
+    className: "select",
+    "aria-label": `Select ${name}`,
+    onchange: (event) => {
+      if (event.currentTarget.checked) state.selected.add(image.image_id);
+      else state.selected.delete(image.image_id);
+      event.currentTarget.closest("li.photo")?.classList.toggle("selected", event.currentTarget.checked);
+      renderSelection();
+    },
+  });
+  box.checked = state.selected.has(image.image_id);
+  return box;
+}
+
+/**
+ * A photo's card; `actions` (a node) go before its Details button; `selectable` (the album's
+ * gallery) adds its checkbox for deleting many.
+ */
+function card(image, actions = null, { selectable = false } = {}) {
   const status = statusText(image);
   const item = h("li", {
-    className: `photo status-${(image.status || "unknown").toLowerCase()}`,
+    className: `photo status-${(image.status || "unknown").toLowerCase()}${
+      selectable && state.selected.has(image.image_id) ? " selected" : ""
+    }`,
     "data-image-id": image.image_id,
   });
   const fraction = state.progress.get(image.image_id);
@@ -291,7 +457,7 @@ function card(image) {
   );
   detailsButton.setAttribute("aria-label", `Details of ${image.file_name || image.image_id}`);
   item.append(
-    h("figure", {}, thumbnail(image)),
+    h("figure", {}, viewerLink(image), selectable ? selectBox(image) : null),
     h(
       "div",
       { className: "body" },
@@ -310,28 +476,56 @@ function card(image) {
             image.execution_arn ? stageList(image) : null,
           ]
         : null,
-      image.error
-        ? h(
-            "p",
-            { className: "reason" },
-            image.status === "FAILED" && image.error.stage ? `${image.error.stage}: ` : "",
-            image.error.message || image.error.code,
-          )
-        : null,
+      image.error ? h("p", { className: "reason" }, reasonText(image)) : null,
+      duplicateOf(image),
       labelList(image, { limit: CARD_LABELS }),
       metaRows(image),
+      actions,
       detailsButton,
     ),
   );
   return item;
 }
 
+// The album's order: by upload time (as the API lists it) or by capture time, sorted here
+// over the photos loaded so far ("Load more" brings older uploads, placed by the same order).
+// Photos without a capture time go after those with one.
+const SORTS = {
+  "uploaded-desc": (image) => [image.uploaded_at || "", -1],
+  "uploaded-asc": (image) => [image.uploaded_at || "", 1],
+  "taken-desc": (image) => [image.metadata?.taken_at || "", -1],
+  "taken-asc": (image) => [image.metadata?.taken_at || "", 1],
+};
+
+function sortedOrder() {
+  const key = SORTS[$("sort").value] ?? SORTS["uploaded-desc"];
+  const position = new Map(state.order.map((id, index) => [id, index]));
+  return [...state.order].sort((a, b) => {
+    const [first, direction] = key(state.images.get(a));
+    const [second] = key(state.images.get(b));
+    if (!first !== !second) return first ? -1 : 1;
+    if (first !== second) return (first < second ? -1 : 1) * direction;
+    return position.get(a) - position.get(b);
+  });
+}
+
+// A card's controls: a re-rendered card gives focus back to the one that had it.
+const FOCUSABLE_PARTS = ["select", "open", "details"];
+
 function renderGallery() {
   const list = $("gallery");
-  const focusedId = document.activeElement?.closest?.("li.photo")?.dataset.imageId;
-  list.replaceChildren(...state.order.map((id) => card(state.images.get(id))));
-  if (focusedId) list.querySelector(`li[data-image-id="${CSS.escape(focusedId)}"] .details`)?.focus();
+  const focused = document.activeElement;
+  const focusedId = focused?.closest?.("li.photo")?.dataset.imageId;
+  const focusedPart = FOCUSABLE_PARTS.find((part) => focused?.classList?.contains(part));
+  list.replaceChildren(
+    ...sortedOrder().map((id) => card(state.images.get(id), null, { selectable: true })),
+  );
+  if (focusedId) {
+    const again = list.querySelector(`li[data-image-id="${CSS.escape(focusedId)}"]`);
+    again?.querySelector(`.${focusedPart ?? "details"}`)?.focus();
+  }
   $("load-more").hidden = !state.nextCursor;
+  renderSelection();
 }
 
 function renderImage(id) {
@@ -341,12 +535,16 @@ function renderImage(id) {
     existing?.remove();
     return;
   }
-  const hadFocus = existing?.contains(document.activeElement);
-  const fresh = card(image);
+  const focused = existing?.contains(document.activeElement) ? document.activeElement : null;
+  const fresh = card(image, null, { selectable: true });
   if (existing) existing.replaceWith(fresh);
   else renderGallery();
-  if (hadFocus) fresh.querySelector(".details")?.focus();
+  if (focused) {
+    const part = FOCUSABLE_PARTS.find((name) => focused.classList.contains(name)) ?? "details";
+    fresh.querySelector(`.${part}`)?.focus();
+  }
   if ($("detail").open && $("detail").dataset.imageId === id) renderDetail(image, false);
+  if ($("viewer").open && $("viewer").dataset.imageId === id) renderViewer();
 }
 
 /** Merge a view into the gallery; an older status never overwrites a newer one. */
@@ -398,10 +596,35 @@ async function loadImages(reset) {
 
 // ---------- uploads ----------
 
-function guessContentType(file) {
-  if (file.type) return file.type;
-  const ext = file.name.split(".").pop().toLowerCase();
-  return { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", gif: "image/gif" }[ext] || "";
+// Browsers often give a HEIC/HEIF, an MPO (a camera's JPEG with a second frame) and on some
+// systems AVIF no type, or a generic one: the extension decides then, else the first bytes,
+// as the extractor itself tells formats by content (it has the last word: anything it cannot
+// read is rejected with the reason).
+const IMAGE_TYPES = {
+  jpg: "image/jpeg", jpeg: "image/jpeg", jpe: "image/jpeg", jfif: "image/jpeg",
+  mpo: "image/jpeg", png: "image/png", gif: "image/gif",
+  heic: "image/heic", heif: "image/heif", hif: "image/heif", webp: "image/webp", avif: "image/avif",
+};
+const SUPPORTED_WORDS = "JPEG (MPO included), PNG, HEIC/HEIF, WebP or AVIF";
+
+async function guessContentType(file) {
+  if (file.type.startsWith("image/")) return file.type;
+  const ext = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
+  if (IMAGE_TYPES[ext]) return IMAGE_TYPES[ext];
+  return sniffImageType(new Uint8Array(await file.slice(0, 16).arrayBuffer()));
+}
+
+function sniffImageType(head) {
+  const text = (from, to) => String.fromCharCode(...head.slice(from, to));
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return "image/jpeg";
+  if (text(0, 8) === "\x89PNG\r\n\x1a\n") return "image/png";
+  if (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") return "image/webp";
+  if (text(4, 8) === "ftyp") {
+    const brand = text(8, 12);
+    if (brand.startsWith("avi")) return "image/avif";
+    if (["heic", "heix", "heim", "heis", "mif1", "msf1", "hevc"].includes(brand)) return "image/heif";
+  }
+  return null;
 }
 
 // The API refuses control characters in a file name and a name that is only spaces; a file
@@ -418,9 +641,16 @@ async function uploadFiles(files) {
   await Promise.all(
     [...files].map(async (file) => {
       const entry = h("li", {}, file.name);
-      const contentType = guessContentType(file);
-      if (!contentType.startsWith("image/")) {
-        entry.append(h("span", { className: "error" }, " — not an image, skipped"));
+      let contentType = null;
+      try {
+        contentType = await guessContentType(file);
+      } catch {
+        contentType = null; // unreadable: said below
+      }
+      if (!contentType) {
+        entry.append(
+          h("span", { className: "error" }, ` — skipped: not a photo imgproc can read (${SUPPORTED_WORDS}).`),
+        );
         $("upload-list").append(entry);
         return;
       }
@@ -432,7 +662,7 @@ async function uploadFiles(files) {
           size: file.size || undefined,
         });
       } catch (error) {
-        entry.append(h("span", { className: "error" }, ` — ${error.message}`));
+        entry.append(h("span", { className: "error" }, ` — not uploaded: ${plainError(error)}`));
         $("upload-list").append(entry);
         return;
       }
@@ -457,7 +687,7 @@ async function uploadFiles(files) {
         state.progress.delete(grant.image_id);
         const image = state.images.get(grant.image_id);
         if (image) {
-          image.error = { code: "upload_failed", message: error.message };
+          image.error = { code: "upload_failed", message: plainError(error) };
           renderImage(grant.image_id);
         }
       }
@@ -467,9 +697,24 @@ async function uploadFiles(files) {
 
 // ---------- detail view ----------
 
+/** An image this page already has: in the album, the search results or the duplicates. */
+function findImage(id) {
+  return (
+    state.images.get(id) ?? search.images.get(id) ?? duplicates.images.get(id) ?? state.opened.get(id)
+  );
+}
+
 async function openDetail(id) {
-  const image = state.images.get(id);
-  if (!image) return;
+  let image = findImage(id);
+  if (!image) {
+    try {
+      image = await api("GET", `/api/images/${encodeURIComponent(id)}`);
+    } catch (error) {
+      showError(error);
+      return;
+    }
+    state.opened.set(id, image);
+  }
   const dialog = $("detail");
   dialog.dataset.imageId = id;
   renderDetail(image, true);
@@ -492,17 +737,32 @@ function renderDetail(image, loadTimeline) {
   const parts = [
     boxes?.frame,
     h("p", { className: "status" }, h("span", { className: "badge" }, statusText(image))),
-    image.error
-      ? h("p", { className: "reason" }, `${image.error.code}: ${image.error.message || ""}`)
+    image.error ? h("p", { className: "reason" }, reasonText(image)) : null,
+    image.status === "FAILED"
+      ? h("button", { type: "button", onclick: () => retryImage(image.image_id) }, "Retry")
       : null,
     labels,
     metaRows(image, { full: true }),
     timeline,
     h(
-      "button",
-      { type: "button", className: "danger", onclick: () => deleteImage(image.image_id) },
-      "Delete photo",
+      "div",
+      { className: "actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          className: "download",
+          onclick: (event) => downloadOriginal(image, event.currentTarget.closest("dialog")),
+        },
+        "Download original",
+      ),
+      h(
+        "button",
+        { type: "button", className: "danger", onclick: () => deleteImage(image.image_id) },
+        "Delete photo",
+      ),
     ),
+    h("p", { className: "error action-error", role: "alert" }),
   ];
   body.replaceChildren(...parts.filter(Boolean));
   if (focusedLabel >= 0) labels?.querySelectorAll("li")[focusedLabel]?.focus();
@@ -523,12 +783,16 @@ async function loadExecution(image, container) {
         h("td", {}, s.name),
         h("td", {}, formatDate(s.entered_at) || ""),
         h("td", {}, s.duration_ms !== null && s.duration_ms !== undefined ? `${s.duration_ms} ms` : ""),
-        h("td", {}, s.outcome, s.error ? ` (${s.error})` : ""),
+        h("td", {}, s.outcome ?? "", s.error ? ` (${s.error})` : ""),
       ),
     );
     container.replaceChildren(
       h("h3", {}, "Execution"),
-      h("p", { className: "arn" }, `${execution.status} · ${execution.execution_arn}`),
+      h(
+        "p",
+        { className: "arn" },
+        [execution.status, execution.execution_arn].filter(Boolean).join(" · "),
+      ),
       h(
         "table",
         {},
@@ -537,21 +801,268 @@ async function loadExecution(image, container) {
       ),
     );
   } catch (error) {
-    container.replaceChildren(h("p", { className: "hint" }, `Execution unavailable: ${error.message}`));
+    container.replaceChildren(
+      h("p", { className: "hint" }, `The execution could not be shown. ${plainError(error)}`),
+    );
+  }
+}
+
+// A FAILED photo runs through the workflow again (a new execution); live updates follow it.
+async function retryImage(id) {
+  let image;
+  try {
+    image = await api("POST", `/api/images/${encodeURIComponent(id)}/retry`);
+  } catch (error) {
+    alert(`The photo could not be retried: ${error.message}`);
+    return;
+  }
+  // Set, not upsert: upsert never moves a finished photo back to PROCESSING.
+  if (state.images.has(id)) state.images.set(id, image);
+  if (state.opened.has(id)) state.opened.set(id, image);
+  renderImage(id);
+  if ($("detail").dataset.imageId === id) renderDetail(image, true);
+}
+
+/** Save the original: the API answers a short-lived link that downloads it under its name. */
+async function downloadOriginal(image, where) {
+  const line = where?.querySelector(".action-error");
+  if (line) line.textContent = "";
+  try {
+    const original = await api("GET", `/api/images/${encodeURIComponent(image.image_id)}/original`);
+    const url = httpUrl(original.url);
+    if (!url) throw new Error("no link");
+    const link = h("a", { href: url, download: original.file_name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (error) {
+    const text = `The original could not be downloaded. ${plainError(error)}`;
+    if (line) line.textContent = text;
+    else showError(new Error(text));
   }
 }
 
 async function deleteImage(id) {
   if (!confirm("Delete this photo?")) return;
-  await api("DELETE", `/api/images/${encodeURIComponent(id)}`);
+  const line = $("detail").querySelector(".action-error");
+  if (line) line.textContent = "";
+  try {
+    await api("DELETE", `/api/images/${encodeURIComponent(id)}`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      if (line) line.textContent = `The photo could not be deleted. ${plainError(error)}`;
+      return;
+    }
+  }
   $("detail").close();
+  forgetImage(id);
+}
+
+/** A deleted photo leaves every list of this page (and the viewer moves on). */
+function forgetImage(id) {
+  state.selected.delete(id);
   removeImage(id);
+  state.opened.delete(id);
+  if (search.images.delete(id)) {
+    search.order = search.order.filter((known) => known !== id);
+    renderSearch();
+  }
+  if (duplicates.images.has(id)) showDuplicates();
 }
 
 function removeImage(id) {
   state.images.delete(id);
   state.order = state.order.filter((known) => known !== id);
   renderImage(id);
+}
+
+// ---------- the viewer ----------
+
+// The photo large (its preview rendition) over the page: the photos of the list it was opened
+// from, in that list's order (the album as sorted, search results, a duplicate group), with
+// the arrow keys or Previous/Next; Escape or Close returns focus to where it was opened from.
+// A modal <dialog>: the rest of the page is inert, so focus stays inside it.
+const viewer = { ids: [], index: 0, opener: null };
+
+function listOf(element) {
+  const list = element?.closest?.("ul.gallery");
+  return list ? [...list.querySelectorAll(":scope > li.photo")].map((li) => li.dataset.imageId) : [];
+}
+
+function openViewer(id, opener) {
+  const ids = listOf(opener);
+  viewer.ids = ids.length ? ids : [id];
+  viewer.index = Math.max(viewer.ids.indexOf(id), 0);
+  viewer.opener = opener;
+  const dialog = $("viewer");
+  renderViewer();
+  if (!dialog.open) dialog.showModal();
+  $("viewer-close").focus();
+}
+
+function renderViewer() {
+  // Photos deleted meanwhile drop out of the list.
+  const current = viewer.ids[viewer.index];
+  const known = viewer.ids.filter((id) => findImage(id));
+  if (!known.length) {
+    closeViewer();
+    return;
+  }
+  const at = known.indexOf(current);
+  viewer.index = at >= 0 ? at : Math.min(viewer.index, known.length - 1);
+  viewer.ids = known;
+  const id = viewer.ids[viewer.index];
+  const image = findImage(id);
+  const name = image.file_name || image.image_id;
+  const dialog = $("viewer");
+  dialog.dataset.imageId = id;
+  $("viewer-title").textContent = name;
+  $("viewer-position").textContent = `${viewer.index + 1} of ${viewer.ids.length}`;
+  const large = rendition(image, "preview") ?? rendition(image, "thumbnail");
+  const url = large ? httpUrl(large.url) : null;
+  const placeholder = placeholderFor(image);
+  const stage = $("viewer-stage");
+  if (url || placeholder) {
+    const img = h("img", { alt: name, className: "viewer-image" });
+    if (placeholder) img.style.backgroundImage = `url("${placeholder}")`;
+    img.src = url || placeholder;
+    stage.replaceChildren(img);
+  } else {
+    stage.replaceChildren(
+      h("p", { className: "viewer-empty" }, image.error ? reasonText(image) : statusText(image)),
+    );
+  }
+  const facts = [statusText(image), formatDate(image.metadata?.taken_at), cameraName(image.metadata?.exif || {})];
+  $("viewer-facts").textContent = facts.filter(Boolean).join(" · ");
+  $("viewer-reason").textContent = image.error ? reasonText(image) : "";
+  $("viewer-prev").disabled = viewer.index === 0;
+  $("viewer-next").disabled = viewer.index === viewer.ids.length - 1;
+  $("viewer-error").textContent = "";
+}
+
+/** Tab and Shift+Tab go round the dialog's controls instead of leaving for the browser's. */
+function keepFocusIn(dialog, event) {
+  const controls = [...dialog.querySelectorAll("button, a[href], input, select, [tabindex='0']")].filter(
+    (element) => !element.disabled && element.getClientRects().length > 0,
+  );
+  if (!controls.length) return;
+  const first = controls[0];
+  const last = controls[controls.length - 1];
+  const inside = dialog.contains(document.activeElement);
+  if (event.shiftKey && (document.activeElement === first || !inside)) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && (document.activeElement === last || !inside)) {
+    event.preventDefault();
+    first.focus();
+  }
+}
+
+function stepViewer(delta) {
+  const next = viewer.index + delta;
+  if (next < 0 || next >= viewer.ids.length) return;
+  viewer.index = next;
+  renderViewer();
+}
+
+function wireViewer() {
+  const dialog = $("viewer");
+  $("viewer-prev").addEventListener("click", () => stepViewer(-1));
+  $("viewer-next").addEventListener("click", () => stepViewer(1));
+  $("viewer-close").addEventListener("click", closeViewer);
+  $("viewer-download").addEventListener("click", () => {
+    const image = findImage(dialog.dataset.imageId);
+    if (image) downloadOriginal(image, dialog);
+  });
+  $("viewer-details").addEventListener("click", () => {
+    const id = dialog.dataset.imageId;
+    closeViewer();
+    openDetail(id);
+  });
+  dialog.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "Tab") {
+      keepFocusIn(dialog, event);
+    } else if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      event.preventDefault();
+      stepViewer(event.key === "ArrowLeft" ? -1 : 1);
+    } else if (event.key === "Home" || event.key === "End") {
+      event.preventDefault();
+      stepViewer(event.key === "Home" ? -viewer.index : viewer.ids.length - 1 - viewer.index);
+    }
+  });
+  // A click on the backdrop (the dialog itself, outside its content) closes it.
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) closeViewer();
+  });
+  // Escape: closed here, so that focus goes where closeViewer puts it.
+  dialog.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeViewer();
+  });
+}
+
+/** Close the viewer and focus the photo shown last (its card), else where it was opened. */
+function closeViewer() {
+  const dialog = $("viewer");
+  if (!dialog.open) return;
+  const id = dialog.dataset.imageId;
+  const list = viewer.opener?.isConnected
+    ? viewer.opener.closest("ul.gallery")
+    : document.querySelector(`ul.gallery li[data-image-id="${CSS.escape(id || "")}"]`)?.parentElement;
+  dialog.close();
+  const shown = id && list ? list.querySelector(`li[data-image-id="${CSS.escape(id)}"] .open`) : null;
+  (shown ?? (viewer.opener?.isConnected ? viewer.opener : null))?.focus();
+}
+
+// ---------- deleting many ----------
+
+function renderSelection() {
+  // Only photos still listed count (one deleted elsewhere leaves the selection).
+  for (const id of [...state.selected]) if (!state.images.has(id)) state.selected.delete(id);
+  const count = state.selected.size;
+  $("selection-bar").hidden = count === 0;
+  $("selection-count").textContent = `${count} selected`;
+  $("delete-selected").textContent = count === 1 ? "Delete 1 photo" : `Delete ${count} photos`;
+}
+
+async function deleteSelected() {
+  const ids = [...state.selected];
+  if (!ids.length) return;
+  const what = ids.length === 1 ? "this photo" : `these ${ids.length} photos`;
+  if (!confirm(`Delete ${what}? This cannot be undone.`)) return;
+  const button = $("delete-selected");
+  button.disabled = true;
+  $("selection-error").textContent = "";
+  const failed = [];
+  // A few at a time: the API deletes objects and records for each.
+  const queue = [...ids];
+  const worker = async () => {
+    for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+      const image = state.images.get(id);
+      try {
+        await api("DELETE", `/api/images/${encodeURIComponent(id)}`);
+        forgetImage(id);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) forgetImage(id);
+        else failed.push(`“${image?.file_name || id}”: ${plainError(error)}`);
+      }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  button.disabled = false;
+  renderSelection();
+  if (failed.length) {
+    $("selection-error").replaceChildren(
+      h(
+        "span",
+        {},
+        `${failed.length === 1 ? "1 photo" : `${failed.length} photos`} could not be deleted ` +
+          "(still selected; try again):",
+      ),
+      h("ul", {}, failed.map((line) => h("li", {}, line))),
+    );
+  }
 }
 
 // ---------- albums ----------
@@ -588,8 +1099,10 @@ function closeAlbum() {
   state.images = new Map();
   state.order = [];
   state.progress.clear();
+  state.selected.clear();
   state.nextCursor = null;
   $("upload-list").replaceChildren();
+  $("selection-error").textContent = "";
   $("gallery").replaceChildren();
 }
 
@@ -607,8 +1120,7 @@ async function openAlbum(albumId) {
     throw error;
   }
   state.album = album;
-  $("no-album").hidden = true;
-  $("album-view").hidden = false;
+  showBrowsePane();
   $("album-title").textContent = album.name;
   renderAlbums();
   const follow = new AbortController();
@@ -627,10 +1139,485 @@ async function openAlbum(albumId) {
 }
 
 function showGalleryError(error) {
-  $("gallery-error").textContent = error.message;
+  $("gallery-error").textContent = plainError(error);
+}
+
+/** An error in the pane on screen, where the user will read it. */
+function showError(error) {
+  const pane = PANES.find((id) => !$(id).hidden);
+  const line = {
+    "search-view": "search-error",
+    "duplicates-view": "duplicates-error",
+  }[pane];
+  const text = error instanceof ApiError ? plainError(error) : error.message;
+  $(line ?? "gallery-error").textContent = text;
+  if (!line && pane !== "album-view") alert(text);
+}
+
+// ---------- search across albums ----------
+
+const SUGGESTION_LIMIT = 8;
+const TYPING_DEBOUNCE_MS = 200;
+const FILTER_DEBOUNCE_MS = 350;
+const SEARCH_PAGE = "50";
+
+const search = {
+  labels: [], // chosen label filters, as the index names them
+  images: new Map(), // image_id -> view, of the results shown
+  order: [],
+  nextCursor: null,
+  runs: 0, // counts searches, so that a late answer to an older one is dropped
+  suggestionRuns: 0,
+  options: [], // the suggestions shown: [{name, count}]
+  active: -1, // the highlighted suggestion's index
+};
+
+/** Debounce: the call runs once the calls stop for `ms`. */
+function debounced(fn, ms) {
+  let timer = null;
+  const call = (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+  call.cancel = () => clearTimeout(timer);
+  return call;
+}
+
+/** The filters the user set (labels, date range, camera) as query parameters. */
+function searchFilters() {
+  const params = new URLSearchParams();
+  for (const label of search.labels) params.append("label", label);
+  const from = $("search-from").value;
+  const to = $("search-to").value;
+  const camera = $("search-camera").value.trim();
+  if (from) params.set("from", from);
+  if (to) params.set("to", to);
+  if (camera) params.set("camera", camera);
+  return params;
+}
+
+const searching = () => [...searchFilters().keys()].length > 0;
+
+function listText(words) {
+  if (words.length < 2) return words.join("");
+  return `${words.slice(0, -1).join(", ")} and ${words[words.length - 1]}`;
+}
+
+/** What was searched, in words: "with Dog, from 2024-07-01, camera “Pentax”". */
+function describeSearch() {
+  const parts = [];
+  if (search.labels.length) parts.push(`with ${listText(search.labels)}`);
+  const from = $("search-from").value;
+  const to = $("search-to").value;
+  const camera = $("search-camera").value.trim();
+  if (from) parts.push(`from ${from}`);
+  if (to) parts.push(`to ${to}`);
+  if (camera) parts.push(`camera “${camera}”`);
+  return parts.join(", ");
+}
+
+const PANES = ["no-album", "album-view", "search-view", "operators-view", "duplicates-view"];
+
+function showPane(pane) {
+  for (const id of PANES) $(id).hidden = id !== pane;
+  $("search-bar").hidden = pane === "operators-view" || pane === "duplicates-view";
+}
+
+/** The album (or the hint to choose one), unless a search is on: then its results. */
+function showBrowsePane() {
+  if (!browsing()) return;
+  showPane(searching() ? "search-view" : state.album ? "album-view" : "no-album");
+  $("search-clear").hidden = !searching() && !$("search-input").value;
+}
+
+const browsing = () => location.hash !== "#/operators" && location.hash !== "#/duplicates";
+
+async function runSearch(reset) {
+  const filters = searchFilters();
+  if (![...filters.keys()].length) {
+    search.runs++;
+    search.images = new Map();
+    search.order = [];
+    search.nextCursor = null;
+    $("search-results").replaceChildren();
+    showBrowsePane();
+    return;
+  }
+  if (reset) {
+    search.runs++;
+    $("search-summary").textContent = "Searching…";
+    $("search-summary").classList.remove("empty-state");
+  } else {
+    if (!search.nextCursor) return;
+    filters.set("cursor", search.nextCursor);
+  }
+  const run = search.runs;
+  filters.set("limit", SEARCH_PAGE);
+  $("search-error").textContent = "";
+  $("search-more").disabled = true;
+  showBrowsePane();
+  let page;
+  try {
+    page = await api("GET", `/api/images?${filters}`);
+  } catch (error) {
+    if (run === search.runs) {
+      $("search-summary").textContent = "";
+      $("search-error").textContent = `The search failed. ${plainError(error)}`;
+      $("search-more").disabled = false;
+    }
+    return;
+  }
+  if (run !== search.runs) return;
+  if (reset) {
+    search.images = new Map();
+    search.order = [];
+  }
+  for (const image of page.items) {
+    if (!search.images.has(image.image_id)) search.order.push(image.image_id);
+    search.images.set(image.image_id, image);
+  }
+  search.nextCursor = page.next_cursor;
+  renderSearch();
+}
+
+function renderSearch() {
+  const description = describeSearch();
+  const summary = $("search-summary");
+  const found = search.order.length;
+  summary.textContent = found ? `Photos ${description}` : `No photos ${description}`;
+  summary.classList.toggle("empty-state", !found);
+  $("search-results").replaceChildren(...search.order.map((id) => card(search.images.get(id))));
+  $("search-more").hidden = !search.nextCursor;
+  $("search-more").disabled = false;
+}
+
+function renderChips() {
+  $("search-chips").replaceChildren(
+    ...search.labels.map((label) =>
+      h(
+        "li",
+        { className: "chip" },
+        h("span", {}, label),
+        h(
+          "button",
+          {
+            type: "button",
+            "aria-label": `Remove ${label}`,
+            title: `Remove ${label}`,
+            onclick: () => removeLabel(label),
+          },
+          "×",
+        ),
+      ),
+    ),
+  );
+}
+
+function addLabel(name) {
+  if (!search.labels.includes(name)) search.labels.push(name);
+  const input = $("search-input");
+  input.value = "";
+  closeSuggestions();
+  renderChips();
+  input.focus();
+  runSearch(true);
+}
+
+function removeLabel(name) {
+  search.labels = search.labels.filter((label) => label !== name);
+  renderChips();
+  $("search-input").focus();
+  runSearch(true);
+}
+
+function clearSearch() {
+  suggestLater.cancel();
+  searchLater.cancel();
+  search.labels = [];
+  for (const id of ["search-input", "search-from", "search-to", "search-camera"]) $(id).value = "";
+  closeSuggestions();
+  renderChips();
+  runSearch(true);
+}
+
+// The suggestions: an ARIA combobox whose listbox holds the labels that start with what is
+// typed, with their counts under the other filters. Focus stays in the input; the highlighted
+// option is aria-activedescendant.
+
+async function suggest({ all = false } = {}) {
+  const text = $("search-input").value.trim();
+  const run = ++search.suggestionRuns;
+  if (!text && !all) {
+    closeSuggestions();
+    return;
+  }
+  const params = searchFilters();
+  if (text) params.set("prefix", text);
+  params.set("limit", String(SUGGESTION_LIMIT));
+  let answer;
+  try {
+    answer = await api("GET", `/api/labels?${params}`);
+  } catch (error) {
+    if (run === search.suggestionRuns) {
+      closeSuggestions();
+      $("search-status").textContent = `No suggestions: ${error.message}`;
+    }
+    return;
+  }
+  if (run !== search.suggestionRuns) return;
+  search.options = (answer.labels || []).filter((option) => !search.labels.includes(option.name));
+  search.active = -1;
+  if (!search.options.length) {
+    closeSuggestions();
+    $("search-status").textContent = text ? `No labels start with “${text}”.` : "No labels yet.";
+    return;
+  }
+  renderSuggestions();
+  const count = search.options.length;
+  $("search-status").textContent = `${count} ${count === 1 ? "suggestion" : "suggestions"}.`;
+}
+
+function renderSuggestions() {
+  const list = $("search-suggestions");
+  list.replaceChildren(
+    ...search.options.map((option, index) =>
+      h(
+        "li",
+        {
+          id: `search-option-${index}`,
+          role: "option",
+          "aria-selected": "false",
+          // Keep focus in the input when an option is clicked.
+          onmousedown: (event) => event.preventDefault(),
+          onclick: () => addLabel(option.name),
+        },
+        h("span", { className: "name" }, option.name),
+        h(
+          "span",
+          { className: "count" },
+          String(option.count),
+          h("span", { className: "visually-hidden" }, option.count === 1 ? " photo" : " photos"),
+        ),
+      ),
+    ),
+  );
+  list.hidden = false;
+  $("search-input").setAttribute("aria-expanded", "true");
+  highlight(search.active);
+}
+
+function highlight(index) {
+  search.active = index;
+  const input = $("search-input");
+  const options = $("search-suggestions").querySelectorAll("[role=option]");
+  options.forEach((option, at) => {
+    option.setAttribute("aria-selected", at === index ? "true" : "false");
+    option.classList.toggle("active", at === index);
+  });
+  if (index >= 0 && options[index]) {
+    input.setAttribute("aria-activedescendant", options[index].id);
+    options[index].scrollIntoView({ block: "nearest" });
+  } else {
+    input.removeAttribute("aria-activedescendant");
+  }
+}
+
+function closeSuggestions() {
+  search.suggestionRuns++;
+  search.options = [];
+  search.active = -1;
+  const list = $("search-suggestions");
+  list.hidden = true;
+  list.replaceChildren();
+  const input = $("search-input");
+  input.setAttribute("aria-expanded", "false");
+  input.removeAttribute("aria-activedescendant");
+}
+
+/** Enter without a highlighted option: the label typed, spelled as the index spells it. */
+async function chooseTyped() {
+  const text = $("search-input").value.trim();
+  if (!text) return;
+  suggestLater.cancel();
+  const want = text.toLowerCase();
+  let known = search.options.find((option) => option.name.toLowerCase() === want);
+  if (!known) {
+    try {
+      const params = new URLSearchParams({ prefix: text, limit: "20" });
+      const answer = await api("GET", `/api/labels?${params}`);
+      known = (answer.labels || []).find((option) => option.name.toLowerCase() === want);
+    } catch {
+      known = null; // searched as typed: the results (or their absence) say the rest
+    }
+  }
+  addLabel(known?.name ?? text);
+}
+
+function onSearchKey(event) {
+  const open = !$("search-suggestions").hidden;
+  const count = search.options.length;
+  switch (event.key) {
+    case "ArrowDown":
+      event.preventDefault();
+      if (!open) suggest({ all: true });
+      else highlight(search.active < 0 ? 0 : (search.active + 1) % count);
+      break;
+    case "ArrowUp":
+      if (!open) return;
+      event.preventDefault();
+      highlight(search.active <= 0 ? count - 1 : search.active - 1);
+      break;
+    case "Home":
+    case "End":
+      if (!open || search.active < 0) return;
+      event.preventDefault();
+      highlight(event.key === "Home" ? 0 : count - 1);
+      break;
+    case "Enter":
+      event.preventDefault();
+      if (open && search.active >= 0) addLabel(search.options[search.active].name);
+      else chooseTyped();
+      break;
+    case "Escape":
+      if (open) {
+        event.preventDefault();
+        suggestLater.cancel();
+        closeSuggestions();
+      } else if (event.target.value) {
+        event.preventDefault();
+        event.target.value = "";
+        showBrowsePane();
+      }
+      break;
+    case "Backspace":
+      if (!event.target.value && search.labels.length) {
+        removeLabel(search.labels[search.labels.length - 1]);
+      }
+      break;
+    default:
+  }
+}
+
+const suggestLater = debounced(() => suggest(), TYPING_DEBOUNCE_MS);
+const searchLater = debounced(() => runSearch(true), FILTER_DEBOUNCE_MS);
+
+// ---------- duplicates ----------
+
+const duplicates = {
+  images: new Map(), // image_id -> view, of the groups shown
+  runs: 0,
+};
+
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+async function showDuplicates() {
+  const run = ++duplicates.runs;
+  $("duplicates-error").textContent = "";
+  $("duplicates-summary").textContent = "Looking for duplicates…";
+  let answer;
+  try {
+    answer = await api("GET", "/api/duplicates");
+  } catch (error) {
+    if (run === duplicates.runs) {
+      $("duplicates-summary").textContent = "";
+      $("duplicates-error").textContent = `The duplicates could not be listed. ${plainError(error)}`;
+    }
+    return false;
+  }
+  if (run !== duplicates.runs) return false;
+  const groups = answer.groups || [];
+  duplicates.images = new Map();
+  for (const group of groups) {
+    for (const image of group.images) duplicates.images.set(image.image_id, image);
+  }
+  $("duplicates-summary").textContent = groups.length
+    ? `${plural(groups.length, "group", "groups")} of photos that are the same or look alike. Keep one of each and delete the others.`
+    : "No duplicates: every photo is one of a kind.";
+  $("duplicate-groups").replaceChildren(...groups.map(duplicateGroup));
+  return true;
+}
+
+function duplicateGroup(group, index) {
+  const count = group.images.length;
+  const title =
+    group.kind === "exact"
+      ? `Same file, ${plural(count, "copy", "copies")}`
+      : `Look alike, ${plural(count, "photo", "photos")} (difference ${group.distance} of 64)`;
+  const headingId = `duplicate-group-${index}`;
+  return h(
+    "section",
+    { className: `duplicate-group kind-${group.kind}`, "aria-labelledby": headingId },
+    h("h3", { id: headingId }, title),
+    h(
+      "ul",
+      { className: "gallery", "aria-labelledby": headingId },
+      group.images.map((image) => card(image, keepButton(image, group))),
+    ),
+  );
+}
+
+function keepButton(image, group) {
+  const name = image.file_name || image.image_id;
+  return h(
+    "button",
+    {
+      type: "button",
+      className: "keep",
+      "aria-label": `Keep this one: ${name}`,
+      onclick: (event) => keepOnly(image, group, event.currentTarget),
+    },
+    "Keep this one",
+  );
+}
+
+/** Delete every photo of the group but `image`, after asking; then list the groups again. */
+async function keepOnly(image, group, button) {
+  const others = group.images.filter((other) => other.image_id !== image.image_id);
+  if (!others.length) return;
+  const name = image.file_name || image.image_id;
+  const what = others.length === 1 ? "the other photo" : `the other ${others.length} photos`;
+  if (!confirm(`Keep “${name}” and delete ${what} of this group?`)) return;
+  button.disabled = true;
+  const failed = [];
+  for (const other of others) {
+    try {
+      await api("DELETE", `/api/images/${encodeURIComponent(other.image_id)}`);
+    } catch (error) {
+      // Already gone is what was wanted.
+      if (!(error instanceof ApiError && error.status === 404)) failed.push([other, error]);
+    }
+  }
+  await showDuplicates();
+  if (failed.length) {
+    const names = failed.map(
+      ([other, error]) => `“${other.file_name || other.image_id}” (${plainError(error)})`,
+    );
+    $("duplicates-error").textContent =
+      `${failed.length === 1 ? "A photo" : "Some photos"} could not be deleted: ${names.join(", ")}. ` +
+      "The others were deleted; try again to delete the rest.";
+  }
 }
 
 // ---------- routing and sign-in ----------
+
+/** Forget everything of the signed-in user and show the sign-in form with `message`. */
+function endSession(message) {
+  session.token = null;
+  if ($("viewer").open) closeViewer();
+  if ($("detail").open) $("detail").close();
+  clearSearch();
+  duplicates.images = new Map();
+  $("duplicate-groups").replaceChildren();
+  state.opened.clear();
+  naming.clear();
+  state.user = null;
+  state.albums = [];
+  if (location.hash !== "#/" && location.hash !== "") location.hash = "#/";
+  route().catch(showGalleryError);
+  $("sign-in-error").textContent = message;
+}
 
 async function route() {
   if (!session.token) {
@@ -658,12 +1645,15 @@ async function route() {
   $("who").hidden = false;
   $("who-name").textContent = state.user.name;
   const operators = location.hash === "#/operators";
-  $("operators-view").hidden = !operators;
-  if (operators) {
+  const duplicatesView = location.hash === "#/duplicates";
+  if (duplicatesView) $("duplicates-link").setAttribute("aria-current", "page");
+  else $("duplicates-link").removeAttribute("aria-current");
+  if (operators || duplicatesView) {
     closeAlbum();
-    $("album-view").hidden = true;
-    $("no-album").hidden = true;
-    await showOperators($("operators-view"));
+    renderAlbums();
+    showPane(operators ? "operators-view" : "duplicates-view");
+    if (operators) await showOperators($("operators-view"));
+    else await showDuplicates();
     return;
   }
   const match = location.hash.match(/^#\/albums\/([A-Za-z0-9_-]+)/);
@@ -671,10 +1661,9 @@ async function route() {
     await openAlbum(match[1]);
   } else {
     closeAlbum();
-    $("album-view").hidden = true;
-    $("no-album").hidden = false;
     renderAlbums();
   }
+  showBrowsePane();
 }
 
 function wire() {
@@ -687,17 +1676,29 @@ function wire() {
       state.user = null;
       await route();
     } catch (error) {
-      $("sign-in-error").textContent = error.message;
+      $("sign-in-error").textContent = `You could not be signed in. ${plainError(error)}`;
     }
   });
 
-  $("sign-out").addEventListener("click", () => {
-    session.token = null;
-    state.user = null;
-    state.albums = [];
-    location.hash = "#/";
-    route();
+  $("sign-out").addEventListener("click", async () => {
+    const button = $("sign-out");
+    button.disabled = true;
+    const revoked = await signOut();
+    button.disabled = false;
+    endSession(
+      revoked
+        ? ""
+        : "You are signed out on this device, but the server could not be told: " +
+            "your session stays valid elsewhere until it expires.",
+    );
   });
+
+  // Another tab signed in or out: follow it.
+  session.onChange((token) => {
+    if (!token) endSession("");
+    else if (!state.user) route().catch(showGalleryError);
+  });
+  session.onEnded = () => endSession("Your session has ended. Sign in again.");
 
   $("album-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -709,16 +1710,42 @@ function wire() {
       renderAlbums();
       location.hash = `#/albums/${encodeURIComponent(album.album_id)}`;
     } catch (error) {
-      $("album-error").textContent = error.message;
+      $("album-error").textContent = `The album could not be created. ${plainError(error)}`;
     }
   });
 
   $("delete-album").addEventListener("click", async () => {
     const album = state.album;
     if (!album || !confirm("Delete this album and all its photos?")) return;
-    await api("DELETE", `/api/albums/${encodeURIComponent(album.album_id)}`);
+    $("gallery-error").textContent = "";
+    try {
+      await api("DELETE", `/api/albums/${encodeURIComponent(album.album_id)}`);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) {
+        $("gallery-error").textContent = `The album could not be deleted. ${plainError(error)}`;
+        return;
+      }
+    }
     state.albums = state.albums.filter((a) => a.album_id !== album.album_id);
     location.hash = "#/";
+  });
+
+  $("sort").addEventListener("change", () => renderGallery());
+  $("select-all").addEventListener("click", () => {
+    for (const id of state.order) state.selected.add(id);
+    renderGallery();
+  });
+  $("select-none").addEventListener("click", () => {
+    state.selected.clear();
+    renderGallery();
+  });
+  $("delete-selected").addEventListener("click", deleteSelected);
+  wireViewer();
+  $("jump-to-albums").addEventListener("click", () => {
+    const list = $("album-list");
+    const target = list.querySelector("a[aria-current]") ?? list.querySelector("a") ?? $("album-name");
+    $("albums-title").scrollIntoView({ block: "start" });
+    target.focus();
   });
 
   $("file-input").addEventListener("change", (event) => {
@@ -740,6 +1767,29 @@ function wire() {
   });
 
   $("load-more").addEventListener("click", () => loadImages(false).catch(showGalleryError));
+
+  const searchInput = $("search-input");
+  searchInput.addEventListener("input", () => {
+    showBrowsePane();
+    suggestLater();
+  });
+  searchInput.addEventListener("keydown", onSearchKey);
+  searchInput.addEventListener("blur", () => {
+    suggestLater.cancel();
+    closeSuggestions();
+  });
+  for (const id of ["search-from", "search-to", "search-camera"]) {
+    $(id).addEventListener("input", () => searchLater());
+  }
+  $("search-clear").addEventListener("click", () => {
+    clearSearch();
+    searchInput.focus();
+  });
+  $("search-more").addEventListener("click", () => runSearch(false));
+  // Choosing an album ends the search: the album is what was asked for.
+  $("album-list").addEventListener("click", (event) => {
+    if (event.target.closest("a")) clearSearch();
+  });
   $("detail-close").addEventListener("click", () => $("detail").close());
   window.addEventListener("hashchange", () => route().catch(showGalleryError));
 }

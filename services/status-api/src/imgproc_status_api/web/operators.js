@@ -1,4 +1,6 @@
-// The operator page: queue depths, dead-letter counts, and replay / purge per queue; and
+// The operator page: queue depths, dead-letter counts, each queue's dead letters (id, receives,
+// first and last receive, last error, body) with replay / delete of one or a selection, replay
+// all / purge per queue; and
 // re-tagging PROCESSED images (all, or one album) with the current model, with its progress.
 // Everything from the server is put into the page as text, never parsed as HTML.
 
@@ -29,48 +31,105 @@ function row(cells) {
   return tr;
 }
 
-async function showMessages(container, queue) {
-  const listing = await api("GET", `/api/operators/dead-letters/${encodeURIComponent(queue)}`);
+function queuePath(queue, suffix = "") {
+  return `/api/operators/dead-letters/${encodeURIComponent(queue)}${suffix}`;
+}
+
+function describeError(error) {
+  return error ? `${error.code}: ${error.message}` : "not recorded";
+}
+
+// One dead letter: what it is, why it failed, its body (pretty, cut at 4 KB), and its actions.
+function letterRow(view, queue, m) {
+  const pick = el("input", null, { type: "checkbox", "aria-label": `Select ${m.message_id}`,
+                                   "data-message-id": m.message_id });
+  const body = el("details");
+  const size = m.body_truncated ? `${m.body_size} bytes, first 4 KB shown` : `${m.body_size} bytes`;
+  body.append(el("summary", `Body (${size})`), el("pre", m.body_preview, { class: "body" }));
+  const actions = el("span");
+  actions.append(
+    el("button", "Replay", { type: "button", "aria-label": `Replay ${m.message_id}`,
+                             onclick: () => actOn(view, queue, "replay", [m.message_id]) }),
+    el("button", "Delete", { type: "button", class: "danger",
+                             "aria-label": `Delete ${m.message_id}`,
+                             onclick: () => actOn(view, queue, "delete", [m.message_id]) }),
+  );
+  return row([pick, m.message_id, m.image_id ?? "-", m.stage ?? "-", m.receive_count,
+              m.first_receive_at ?? "?", m.last_receive_at ?? "?", describeError(m.last_error),
+              body, actions]);
+}
+
+async function showMessages(view, queue) {
+  const container = view.querySelector("#operators-messages");
+  // Looking is not a receive: the list comes from the server's mirror of the queue.
+  const listing = await api("GET", queuePath(queue));
   container.replaceChildren(el("h3", `Dead letters in ${queue}`));
+  container.dataset.queue = queue;
   if (!listing.messages.length) {
     container.append(el("p", "None.", { class: "hint" }));
     return;
   }
   const table = el("table", null, { class: "dead-letters" });
   const head = el("tr");
-  for (const title of ["image", "stage", "received", "first failure", "last failure", "last error"])
+  for (const title of ["", "message", "image", "stage", "receives", "first receive",
+                       "last receive", "last error", "body", ""])
     head.append(el("th", title));
   table.append(head);
-  for (const m of listing.messages) {
-    const error = m.last_error ? `${m.last_error.code}: ${m.last_error.message}` : "";
-    table.append(
-      row([m.image_id ?? "?", m.stage ?? "-", m.receive_count, m.first_failure_at ?? "?",
-           m.last_failure_at ?? "?", error]),
-    );
+  for (const m of listing.messages) table.append(letterRow(view, queue, m));
+  const selected = () => [...table.querySelectorAll("input[type=checkbox]:checked")]
+    .map((box) => box.dataset.messageId);
+  const bar = el("p");
+  bar.append(
+    el("button", "Replay selected", { type: "button",
+                                      onclick: () => actOn(view, queue, "replay", selected()) }),
+    el("button", "Delete selected", { type: "button", class: "danger",
+                                      onclick: () => actOn(view, queue, "delete", selected()) }),
+  );
+  container.append(bar, table);
+}
+
+// Replay or delete the messages named (one, or a selection).
+async function actOn(view, queue, action, messageIds) {
+  const status = view.querySelector("#operators-status");
+  if (!messageIds.length) {
+    status.textContent = "Select one or more messages first.";
+    return;
   }
-  container.append(table);
+  try {
+    if (action === "replay") {
+      const report = await api("POST", queuePath(queue, "/replay"), { message_ids: messageIds });
+      const reran = Object.keys(report.reran).length;
+      status.textContent = `${queue}: replayed ${report.moved} message(s), re-ran ${reran} image(s)`;
+    } else {
+      if (!confirm(`Delete ${messageIds.length} dead letter(s) of ${queue} for good?`)) return;
+      const report = await api("POST", queuePath(queue, "/delete"), { message_ids: messageIds });
+      status.textContent = `${queue}: deleted ${report.deleted.length} message(s)`;
+    }
+  } catch (error) {
+    status.textContent = error.message;
+  }
+  await Promise.all([refresh(view), showMessages(view, queue)]);
 }
 
 async function act(view, queue, action) {
   const status = view.querySelector("#operators-status");
   try {
     if (action === "replay") {
-      const report = await api(
-        "POST", `/api/operators/dead-letters/${encodeURIComponent(queue)}/replay`, {},
-      );
+      if (!confirm(`Replay every dead letter of ${queue}?`)) return;
+      const report = await api("POST", queuePath(queue, "/replay"), {});
       const reran = Object.keys(report.reran).length;
       status.textContent = `${queue}: moved ${report.moved} message(s), re-ran ${reran} image(s)`;
     } else {
       if (!confirm(`Delete every dead letter of ${queue}? This cannot be undone.`)) return;
-      const result = await api(
-        "POST", `/api/operators/dead-letters/${encodeURIComponent(queue)}/purge`, { confirm: true },
-      );
+      const result = await api("POST", queuePath(queue, "/purge"), { confirm: true });
       status.textContent = `${queue}: purged about ${result.purged} message(s)`;
     }
   } catch (error) {
     status.textContent = error.message;
   }
   await refresh(view);
+  const shown = view.querySelector("#operators-messages");
+  if (shown.dataset.queue === queue) await showMessages(view, queue);
 }
 
 async function refresh(view) {
@@ -81,9 +140,9 @@ async function refresh(view) {
     const actions = el("span");
     if (q.dead_letters > 0) {
       actions.append(
-        el("button", "Show", { type: "button", onclick: () =>
-          showMessages(view.querySelector("#operators-messages"), q.queue) }),
-        el("button", "Replay", { type: "button", onclick: () => act(view, q.queue, "replay") }),
+        el("button", "Show", { type: "button", onclick: () => showMessages(view, q.queue) }),
+        el("button", "Replay all", { type: "button",
+                                     onclick: () => act(view, q.queue, "replay") }),
         el("button", "Purge", { type: "button", class: "danger",
                                 onclick: () => act(view, q.queue, "purge") }),
       );

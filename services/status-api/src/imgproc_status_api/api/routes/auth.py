@@ -1,8 +1,10 @@
-"""Sign-in (local mode) and who am I."""
+"""Sign-in (local mode), sign-out (revokes the token) and who am I."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+
+from fastapi import APIRouter, Response
 
 from imgproc_status_api.api.deps import CurrentUser, State
 from imgproc_status_api.auth import LocalTokens
@@ -26,6 +28,19 @@ async def sign_in(body: SignIn, state: State) -> TokenOut:
         expires_in=verifier.ttl_s,
         user=UserOut(id=body.username, name=body.username),
     )
+
+
+@router.post(
+    "/sign-out", status_code=204, response_class=Response, responses={401: ERROR_RESPONSES[401]}
+)
+async def sign_out(user: CurrentUser, state: State) -> Response:
+    """Revoke the token this request carries: every later request with it is answered 401
+    `token_revoked` (until it would have expired anyway). A token without an id (`jti`) cannot
+    be revoked; it is answered the same and expires as issued."""
+    if user.token_id is not None:
+        expires_at = user.expires_at or int(time.time()) + state.api_settings.token_ttl_s
+        await state.revocations.revoke(user.token_id, expires_at)
+    return Response(status_code=204)
 
 
 @router.get("/me", responses={401: ERROR_RESPONSES[401]})

@@ -1,4 +1,5 @@
-"""Operators' dead letters: counts, messages, replay and purge.
+"""Operators' dead letters: counts, messages (looking is not a receive), replay or delete one
+message, a selection or a whole queue, and purge.
 
 Thin wrappers over `imgproc_shared.dead_letters`, the same operations `imgproc dlq` runs.
 """
@@ -24,6 +25,13 @@ router = APIRouter(
 )
 
 QueueName = Annotated[str, Path(description="a queue: " + ", ".join(q.value for q in Queue))]
+# SQS message ids are UUIDs; the pattern only keeps paths and bodies sane.
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9-]{1,100}$"
+MessageId = Annotated[str, Path(pattern=MESSAGE_ID_PATTERN, description="an SQS message id")]
+SelectedIds = Annotated[
+    list[Annotated[str, Field(pattern=MESSAGE_ID_PATTERN)]],
+    Field(min_length=1, max_length=100),
+]
 
 
 class DeadLetterCounts(BaseModel):
@@ -44,12 +52,20 @@ class DeadLetterOut(BaseModel):
     message_id: str
     image_id: str | None
     stage: str | None
-    receive_count: int
+    receive_count: int = Field(description="receives before it was dead-lettered")
     sent_at: str | None
-    first_failure_at: str | None
-    last_failure_at: str | None
+    first_receive_at: str | None
+    last_receive_at: str | None = Field(description="its last failed try, when recorded")
     last_error: dict[str, Any] | None
     image_status: str | None
+    body_size: int = Field(description="the body's size in bytes")
+    body_preview: str = Field(description="the body, pretty-printed JSON, cut to 4096 characters")
+    body_truncated: bool
+
+
+class DeadLetterDetail(DeadLetterOut):
+    body: str
+    message_attributes: dict[str, Any]
 
 
 class DeadLetterList(BaseModel):
@@ -60,6 +76,7 @@ class DeadLetterList(BaseModel):
 class ReplayIn(RequestBody):
     max: int | None = Field(default=None, ge=1, description="replay at most this many")
     image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN)
+    message_ids: SelectedIds | None = Field(default=None, description="replay only these")
     dry_run: bool = False
 
 
@@ -74,6 +91,16 @@ class ReplayOut(BaseModel):
     reran: dict[str, str]
     not_rerun: dict[str, str]
     move_task_handle: str | None
+
+
+class DeleteIn(RequestBody):
+    message_ids: SelectedIds
+
+
+class DeleteOut(BaseModel):
+    queue: str
+    deleted: list[str]
+    not_found: list[str] = Field(description="not in the queue (already replayed or deleted)")
 
 
 class PurgeIn(RequestBody):
@@ -119,13 +146,36 @@ async def dead_letter_messages(
     )
 
 
+@router.get("/{queue}/{message_id}")
+async def dead_letter(
+    queue: QueueName, message_id: MessageId, _: CurrentOperator, state: State
+) -> DeadLetterDetail:
+    """One dead letter, with its whole body and message attributes."""
+    letter = await _dead_letters(state).show(_queue(queue), message_id)
+    if letter is None:
+        raise not_found("message", message_id)
+    return DeadLetterDetail(**letter.detail())
+
+
 @router.post("/{queue}/replay")
 async def replay(queue: QueueName, body: ReplayIn, _: CurrentOperator, state: State) -> ReplayOut:
-    """Return dead letters to their queue; FAILED images among them get a new execution."""
+    """Return dead letters (all, `max`, one image's or the `message_ids` named) to their
+    queue; FAILED images among them get a new execution."""
     report = await _dead_letters(state).replay(
-        _queue(queue), max_messages=body.max, image_id=body.image_id, dry_run=body.dry_run
+        _queue(queue),
+        max_messages=body.max,
+        image_id=body.image_id,
+        message_ids=body.message_ids,
+        dry_run=body.dry_run,
     )
     return ReplayOut(**report.as_dict())
+
+
+@router.post("/{queue}/delete")
+async def delete(queue: QueueName, body: DeleteIn, _: CurrentOperator, state: State) -> DeleteOut:
+    """Delete the dead letters named, for good."""
+    report = await _dead_letters(state).delete(_queue(queue), body.message_ids)
+    return DeleteOut(**report.as_dict())
 
 
 @router.post(

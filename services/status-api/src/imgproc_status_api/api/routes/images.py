@@ -1,19 +1,23 @@
-"""Images: an album's images (newest first, cursor-paginated), one image, delete one."""
+"""Images: an album's images (newest first, cursor-paginated), one image, its original (a
+short-lived download link), delete one."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from typing import Annotated
+import re
+from typing import Annotated, Any
+from urllib.parse import quote
 
+from botocore.exceptions import ClientError
 from fastapi import APIRouter, Query, Response
 
 from imgproc_shared.models import is_valid_id
 from imgproc_status_api.api.deps import OwnedAlbum, OwnedImage, State
 from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from imgproc_status_api.removal import delete_image
-from imgproc_status_api.schemas import ImageOut, ImagePage
+from imgproc_status_api.schemas import ImageOut, ImagePage, OriginalOut
 
 router = APIRouter(prefix="/api", tags=["images"], responses=ERROR_RESPONSES)
 
@@ -58,6 +62,56 @@ async def get_image(record: OwnedImage, state: State) -> ImageOut:
     """One image: status, stage progress and timings, error, metadata, labels, renditions
     (with URLs that serve them), placeholder and execution ARN."""
     return ImageOut.model_validate(await state.view(record))
+
+
+# Seconds a download link works: long enough to start the download, short enough that a link
+# copied out of the page soon stops working.
+ORIGINAL_URL_TTL_S = 300
+
+
+def attachment(file_name: str) -> str:
+    """A Content-Disposition that saves the file under its name: an ASCII fallback and the
+    exact name in RFC 5987 form (quotes, backslashes and control characters cannot break out)."""
+    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", file_name).strip() or "photo"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+
+
+@router.get(
+    "/images/{image_id}/original",
+    responses={409: {"model": ErrorBody, "description": "Not uploaded yet, or no longer stored"}},
+)
+async def original(record: OwnedImage, state: State) -> OriginalOut:
+    """A link that downloads the original file as uploaded (`Content-Disposition: attachment`
+    with its file name), valid for a few minutes. An answer, not a redirect: the browser's
+    navigation to it carries no bearer token."""
+    stored: dict[str, Any] = record
+    if record.get("status") == "DUPLICATE" and isinstance(record.get("duplicate_of"), str):
+        # A duplicate's object is deleted: the original it duplicates holds the same bytes.
+        first = await state.catalog.get_image(record["duplicate_of"])
+        if first is not None and first.get("owner") == record.get("owner"):
+            stored = first
+    bucket = stored.get("bucket") or state.names.bucket
+    key = stored.get("key")
+    try:
+        if not isinstance(key, str):
+            raise ApiError(409, "original_missing", "the original file is not stored")
+        await state.aws.s3.head_object(Bucket=bucket, Key=key)
+    except (ClientError, ApiError) as exc:
+        if record.get("status") == "UPLOADING":
+            raise ApiError(409, "not_uploaded", "the photo has not finished uploading") from exc
+        raise ApiError(409, "original_missing", "the original file is no longer stored") from exc
+    file_name = str(record.get("file_name") or f"{record['image_id']}")
+    params: dict[str, str] = {
+        "Bucket": bucket,
+        "Key": key,
+        "ResponseContentDisposition": attachment(file_name),
+    }
+    if isinstance(record.get("content_type"), str):
+        params["ResponseContentType"] = record["content_type"]
+    url: str = await state.aws.s3.generate_presigned_url(
+        "get_object", Params=params, ExpiresIn=ORIGINAL_URL_TTL_S
+    )
+    return OriginalOut(url=url, file_name=file_name, expires_in=ORIGINAL_URL_TTL_S)
 
 
 @router.delete("/images/{image_id}", status_code=204, response_class=Response)

@@ -66,7 +66,7 @@ async def request_upload(
     )
     bucket = state.names.bucket
     ttl = state.api_settings.upload_url_ttl_s
-    # S3 enforces these conditions (the embedded endpoint does not; tests check the policy).
+    # S3 enforces these conditions (the embedded endpoint too: imgproc_cli.s3_post_policy).
     post: dict[str, Any] = await state.aws.s3.generate_presigned_post(
         Bucket=bucket,
         Key=key,
