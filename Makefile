@@ -60,6 +60,7 @@ synth: install-dev
 bench: install
 	$(VENV)/bin/python -m bench.thumbnails $(ARGS)
 	$(VENV)/bin/python -m bench.tagger $(ARGS)
+	$(VENV)/bin/python -m bench.search
 
 clean:
 	rm -rf .tools $(VENV) .pytest_cache .mypy_cache .ruff_cache infra/cdk.out

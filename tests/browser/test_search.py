@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 
 pytestmark = pytest.mark.e2e
@@ -98,11 +99,27 @@ def _found_ids(page: Page, query: str) -> set[str] | None:
     return {item["image_id"] for item in body["items"]} if status == 200 else None
 
 
+def _taken_in_paris(source: Path, target: Path) -> Path:
+    """`source` re-saved with a GPS position by the Eiffel Tower (48.8584 N, 2.2945 E)."""
+    with Image.open(source) as image:
+        exif = Image.Exif()
+        gps = exif.get_ifd(0x8825)
+        gps[1], gps[2] = "N", (48.0, 51.0, 30.24)
+        gps[3], gps[4] = "E", (2.0, 17.0, 40.2)
+        image.convert("RGB").save(target, "JPEG", quality=90, exif=exif)
+    return target
+
+
 @pytest.fixture(scope="module")
-def library(local_stack: Any, browser: Browser) -> Iterator[Library]:
+def library(
+    local_stack: Any, browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Library]:
     page = browser.new_page()
     _sign_in(page, local_stack, SEARCHER)
-    cat_album = _album_with(page, "Cats", CAT)
+    # The cat was photographed in Paris; the dog photo has no position.
+    cat_album = _album_with(
+        page, "Cats", _taken_in_paris(CAT, tmp_path_factory.mktemp("paris") / CAT.name)
+    )
     dog_album = _album_with(page, "Outdoors", DOG)
     # Both processed and indexed (the index follows the pipeline's events): "Animal", a parent
     # of both photos' labels, finds both.
@@ -207,6 +224,36 @@ def test_a_label_chosen_from_the_suggestions_finds_photos_across_albums(
     expect(page.get_by_role("list", name="Label filters").get_by_role("listitem")).to_have_count(0)
     assert page_errors == []
     page.context.close()
+
+
+def test_a_place_finds_the_photos_taken_near_it(
+    local_stack: Any, browser: Browser, library: Library
+) -> None:
+    page = browser.new_page()
+    _sign_in(page, local_stack, SEARCHER)
+    results = page.get_by_role("list", name="Search results")
+    near = page.get_by_label("Near")
+    near.fill("48.86, 2.29")  # not yet a place: no search, and the field says so
+    expect(near).to_have_attribute("aria-invalid", "true")
+    near.fill("48.86, 2.29, 5")
+    expect(near).to_have_attribute("aria-invalid", "false")
+    expect(_cards(results)).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(results.get_by_role("img", name=CAT.name)).to_be_visible()
+    # Far from anything photographed: the empty state names the place.
+    near.fill("-33.86, 151.21, 5")
+    expect(page.get_by_text(re.compile(r"within 5 km of -33\.86, 151\.21"))).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    page.get_by_role("button", name="Clear search").click()
+    # From a photo's details: the photos taken near it.
+    page.goto(f"{local_stack.api_url}#/albums/{library.cat_album}")
+    gallery = page.get_by_role("list", name="Photos")
+    _cards(gallery).get_by_role("button", name=f"Details of {CAT.name}").click()
+    page.get_by_role("button", name="Photos taken near here").click()
+    expect(near).to_have_value(re.compile(r"^48\.858\d, 2\.294\d, 10$"))
+    expect(_cards(results)).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(results.get_by_role("img", name=CAT.name)).to_be_visible()
+    page.close()
 
 
 def test_an_empty_result_says_what_was_searched(

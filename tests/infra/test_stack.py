@@ -126,7 +126,9 @@ def test_tables_are_on_demand_with_point_in_time_recovery_and_the_shared_indexes
         _, props = tables[NAMES.table(spec.table)]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-        assert props["KeySchema"] == [{"AttributeName": spec.hash_key.name, "KeyType": "HASH"}]
+        assert props["KeySchema"] == [{"AttributeName": spec.hash_key.name, "KeyType": "HASH"}] + (
+            [{"AttributeName": spec.range_key.name, "KeyType": "RANGE"}] if spec.range_key else []
+        )
         assert sorted(props["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == sorted(
             ({"AttributeName": a.name, "AttributeType": a.type} for a in spec.attributes()),
             key=lambda a: a["AttributeName"],

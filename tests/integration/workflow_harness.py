@@ -106,10 +106,14 @@ async def record(settings: Settings, aws: AwsClients, image_id: str) -> str:
     return key
 
 
-async def upload(settings: Settings, aws: AwsClients, image_id: str, body: bytes = b"x") -> None:
-    """Record the upload and put the object, which starts its execution."""
+async def upload(
+    settings: Settings, aws: AwsClients, image_id: str, body: bytes | None = None
+) -> None:
+    """Record the upload and put the object, which starts its execution. The default body is
+    the image's own, so the starter never takes two uploads for the same bytes (a duplicate)."""
     key = await record(settings, aws, image_id)
-    await aws.s3.put_object(Bucket=ResourceNames.from_settings(settings).bucket, Key=key, Body=body)
+    data = body if body is not None else f"image {image_id}".encode()
+    await aws.s3.put_object(Bucket=ResourceNames.from_settings(settings).bucket, Key=key, Body=data)
 
 
 async def terminal(settings: Settings, aws: AwsClients, image_id: str, timeout: float = 30) -> Any:

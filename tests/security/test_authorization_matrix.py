@@ -23,6 +23,7 @@ from helpers import make_settings
 
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.resources import Queue
+from imgproc_shared.search import SearchIndex
 from imgproc_status_api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalTokens
 from imgproc_status_api.config import ApiSettings
 
@@ -411,3 +412,33 @@ def test_a_signed_out_token_is_refused_by_every_operation(
         assert_error(response, 401, {"token_revoked"})
         assert owner.album_id not in response.text, (method, path)
     assert api.client.get("/api/auth/me", headers=owner.headers).status_code == 200
+
+
+def test_search_and_label_facets_show_only_the_callers_images(
+    api: ThreadedApi, owner: UserData, intruder: UserData
+) -> None:
+    """`GET /api/images` and `GET /api/labels` take no ids to refuse: what they answer is
+    scoped to the caller, whatever filters (the owner's album id included) are passed."""
+    state = api.app.state.api
+
+    async def index_as_processed(user: UserData) -> None:
+        record = await state.catalog.get_image(user.image_id)
+        labels = [{"name": "Secret Dog", "confidence": 90.0, "parents": ["Animal"]}]
+        processed = {**record, "status": "PROCESSED", "tags": {"labels": labels}}
+        await SearchIndex(state.aws, state.names).index_record(processed)
+
+    api.on_api_loop(index_as_processed(owner))
+    api.on_api_loop(index_as_processed(intruder))
+    mine = api.client.get("/api/images", headers=owner.headers).json()["items"]
+    assert [i["image_id"] for i in mine] == [owner.image_id]
+    for params in ({}, {"album": owner.album_id}, {"label": "Secret Dog"}):
+        found = api.client.get("/api/images", params=params, headers=intruder.headers)
+        assert found.status_code == 200, found.text
+        assert {i["owner"] for i in found.json()["items"]} <= {intruder.name}
+        assert owner.image_id not in found.text and owner.album_id not in found.text
+        facets = api.client.get("/api/labels", params=params, headers=intruder.headers).json()
+        assert all(entry["count"] <= 1 for entry in facets["labels"]), facets
+    facets = api.client.get(
+        "/api/labels", params={"album": owner.album_id}, headers=intruder.headers
+    )
+    assert facets.json()["labels"] == []

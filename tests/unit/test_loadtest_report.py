@@ -19,7 +19,7 @@ from imgproc_cli.loadtest.costs import (
     subtract_requests,
 )
 from imgproc_cli.loadtest.cpu import cpu_delta, process_cpu
-from imgproc_cli.loadtest.photos import generated_photos, parse_size, synthetic_photo
+from imgproc_cli.loadtest.photos import generated_photos, parse_size, synthetic_photo, unique_copy
 from imgproc_cli.loadtest.progress import Progress
 from imgproc_cli.loadtest.report import (
     ImageOutcome,
@@ -275,3 +275,18 @@ def test_progress_line() -> None:
     assert "[###############...............] 5/10 terminal, 2 in flight" in progress.line(5, 2)
     progress.update(10, 0, final=True)
     assert "10/10 terminal, 0 in flight" in stream.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_each_upload_of_a_repeated_photo_gets_bytes_of_its_own(fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buffer, fmt)
+    photo = buffer.getvalue()
+    first, second = unique_copy(photo, "image-1"), unique_copy(photo, "image-2")
+    assert len({photo, first, second}) == 3
+    for copy in (first, second):
+        with Image.open(io.BytesIO(copy)) as image:
+            image.load()
+            assert image.format == fmt and image.size == (64, 48)
+            pixel = image.getpixel((32, 24))
+            assert max(abs(a - b) for a, b in zip(pixel, (10, 200, 30), strict=True)) <= 3

@@ -533,7 +533,8 @@ class SearchIndex:
         changes: list[dict[str, Any]] = []
         for name in set(partitions) | set(old_partitions):
             delta = (name in partitions) - (name in old_partitions)
-            moved = summary is not None and name in partitions and (old_keys - keys)
+            # An image whose capture year changed: its partitions list the new year too.
+            moved = name in partitions and any(not pk.endswith(f"#{bucket}") for pk, _ in old_keys)
             if delta == 0 and not moved:
                 continue
             changes.append(self._counter_update(owner, name, delta, bucket, partitions.get(name)))

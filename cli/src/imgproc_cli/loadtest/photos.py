@@ -7,12 +7,30 @@ import argparse
 import io
 import os
 import random
+import struct
+import zlib
 from pathlib import Path
 
 from imgproc_cli.uploads import UsageError
 
 _GENERATED_VARIANTS = 4
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".mpo"}
+
+
+def unique_copy(data: bytes, marker: str) -> bytes:
+    """`data` made distinct by a `marker` that no decoder shows: a JPEG comment segment after
+    SOI, or a PNG text chunk after IHDR. The stack records an upload whose bytes the owner
+    already has as a duplicate of the first and processes nothing, so a load test that repeats
+    its few photos must make each upload its own. Other formats are returned as they are."""
+    text = f"imgproc loadtest {marker}".encode()
+    if data[:2] == b"\xff\xd8":
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        body = b"tEXt" + b"Comment\x00" + text
+        chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+        ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length/type, IHDR data, CRC
+        return data[:ihdr_end] + chunk + data[ihdr_end:]
+    return data
 
 
 def parse_size(value: str) -> tuple[int, int]:

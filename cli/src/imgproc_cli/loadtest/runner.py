@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from imgproc_cli.loadtest.costs import modelled_cpu_seconds, modelled_requests, subtract_requests
 from imgproc_cli.loadtest.cpu import cpu_delta, process_cpu
 from imgproc_cli.loadtest.listener import AnnouncementListener
+from imgproc_cli.loadtest.photos import unique_copy
 from imgproc_cli.loadtest.progress import Progress
 from imgproc_cli.loadtest.report import ImageOutcome, summarize
 from imgproc_cli.uploads import _album_id, _extension
@@ -62,8 +63,9 @@ class RunState:
 async def _upload_one(
     run: RunState, index: int, aws: AwsClients, catalog: Catalog, names: ResourceNames, album: str
 ) -> str:
-    file_name, data = run.photos[index % len(run.photos)]
+    file_name, photo = run.photos[index % len(run.photos)]
     image_id = uuid.uuid4().hex
+    data = unique_copy(photo, image_id)
     key = incoming_key(LOADTEST_USER, album, image_id, _extension(Path(file_name)))
     run.waiters[image_id] = asyncio.Event()
     run.uploaded[image_id] = time.monotonic()

@@ -742,6 +742,9 @@ function renderDetail(image, loadTimeline) {
       ? h("button", { type: "button", onclick: () => retryImage(image.image_id) }, "Retry")
       : null,
     labels,
+    image.metadata?.gps
+      ? h("button", { type: "button", onclick: () => searchNear(image) }, "Photos taken near here")
+      : null,
     metaRows(image, { full: true }),
     timeline,
     h(
@@ -1183,17 +1186,48 @@ function debounced(fn, ms) {
   return call;
 }
 
-/** The filters the user set (labels, date range, camera) as query parameters. */
+/**
+ * The place filter as typed ("47.37, 8.54, 10": latitude, longitude, kilometres), or null when
+ * empty or not yet a place; the field says which.
+ */
+function nearFilter() {
+  const field = $("search-near");
+  const text = field.value.trim();
+  const numbers = text.split(/[\s,]+/).filter(Boolean).map(Number);
+  const [lat, lon, km] = numbers;
+  const valid =
+    numbers.length === 3 &&
+    numbers.every(Number.isFinite) &&
+    Math.abs(lat) <= 90 &&
+    Math.abs(lon) <= 180 &&
+    km > 0 &&
+    km <= 20000;
+  field.setAttribute("aria-invalid", String(Boolean(text) && !valid));
+  return valid ? { lat, lon, km } : null;
+}
+
+/** The filters the user set (labels, date range, camera, place) as query parameters. */
 function searchFilters() {
   const params = new URLSearchParams();
   for (const label of search.labels) params.append("label", label);
   const from = $("search-from").value;
   const to = $("search-to").value;
   const camera = $("search-camera").value.trim();
+  const near = nearFilter();
   if (from) params.set("from", from);
   if (to) params.set("to", to);
   if (camera) params.set("camera", camera);
+  if (near) params.set("near", `${near.lat},${near.lon},${near.km}`);
   return params;
+}
+
+/** Search the photos taken within `km` of where `image` was taken (its details' button). */
+function searchNear(image, km = 10) {
+  const gps = image.metadata?.gps;
+  const [lat, lon] = [gps.latitude, gps.longitude].map((v) => Number(v).toFixed(4));
+  $("search-near").value = `${lat}, ${lon}, ${km}`;
+  $("detail").close();
+  runSearch(true);
 }
 
 const searching = () => [...searchFilters().keys()].length > 0;
@@ -1213,6 +1247,8 @@ function describeSearch() {
   if (from) parts.push(`from ${from}`);
   if (to) parts.push(`to ${to}`);
   if (camera) parts.push(`camera “${camera}”`);
+  const near = nearFilter();
+  if (near) parts.push(`within ${near.km} km of ${near.lat}, ${near.lon}`);
   return parts.join(", ");
 }
 
@@ -1334,7 +1370,10 @@ function clearSearch() {
   suggestLater.cancel();
   searchLater.cancel();
   search.labels = [];
-  for (const id of ["search-input", "search-from", "search-to", "search-camera"]) $(id).value = "";
+  for (const id of ["search-input", "search-from", "search-to", "search-camera", "search-near"]) {
+    $(id).value = "";
+  }
+  $("search-near").removeAttribute("aria-invalid");
   closeSuggestions();
   renderChips();
   runSearch(true);
@@ -1778,7 +1817,7 @@ function wire() {
     suggestLater.cancel();
     closeSuggestions();
   });
-  for (const id of ["search-from", "search-to", "search-camera"]) {
+  for (const id of ["search-from", "search-to", "search-camera", "search-near"]) {
     $(id).addEventListener("input", () => searchLater());
   }
   $("search-clear").addEventListener("click", () => {

@@ -1,0 +1,34 @@
+"""`python -m bench.search --json` on a small library: every query kind is reported with its
+latency and reads, and the page-by-page checks inside it (the API's answer equals the index's,
+nobody else's images) held."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_search_benchmark_reports_every_kind() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.search", "--images", "300", "--repeat", "2", "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["images"] == 300 and report["items_written"] > 300
+    kinds = report["kinds"]
+    assert {"label (common)", "date (one month)", "camera", "album", "near (10 km)"} <= set(kinds)
+    assert sum(1 for kind in kinds if kind.startswith("combined")) == 3
+    for kind, row in kinds.items():
+        assert 0 < row["p50_ms"] <= row["p95_ms"], (kind, row)
+        if "read_mean" in row:
+            assert row["read_mean"] >= row["returned_mean"], (kind, row)
+            assert row["read_units_mean"] > 0 or row["read_mean"] == 0, (kind, row)
