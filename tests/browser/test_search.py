@@ -256,6 +256,26 @@ def test_a_place_finds_the_photos_taken_near_it(
     page.close()
 
 
+def test_an_album_filter_combines_with_a_label(
+    local_stack: Any, browser: Browser, library: Library
+) -> None:
+    page = browser.new_page()
+    _sign_in(page, local_stack, SEARCHER)
+    results = page.get_by_role("list", name="Search results")
+    page.get_by_label("In album").select_option(label="Outdoors")
+    expect(_cards(results)).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(results.get_by_role("img", name=DOG.name)).to_be_visible()
+    # With a label the album does not hold: nothing, and the empty state names both.
+    box = page.get_by_label("Search photos")
+    box.fill("Cat")
+    box.press("Enter")
+    expect(page.get_by_text(re.compile(r"with Cat.*in the album “Outdoors”"))).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(_cards(results)).to_have_count(0)
+    page.close()
+
+
 def test_an_empty_result_says_what_was_searched(
     local_stack: Any, browser: Browser, library: Library
 ) -> None:

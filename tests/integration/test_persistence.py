@@ -33,7 +33,7 @@ async def test_snapshot_restores_tables_and_objects(
     store = StateStore(tmp_path)
 
     counts = await store.snapshot(aws, settings)
-    assert counts == {"Albums": 1, "Images": 1, "objects": 1}
+    assert counts == {"Albums": 1, "Images": 1, "Search": 0, "objects": 1}
     # A second snapshot after a delete drops the object from disk too.
     await aws.s3.delete_object(Bucket=names.bucket, Key=thumb)
     assert (await store.snapshot(aws, settings))["objects"] == 0
@@ -44,7 +44,7 @@ async def test_snapshot_restores_tables_and_objects(
     async with AwsClients(fresh) as fresh_aws:
         await bootstrap(fresh_aws, fresh)
         restored = await store.restore(fresh_aws, fresh)
-        assert restored == {"Albums": 1, "Images": 1, "objects": 1}
+        assert restored == {"Albums": 1, "Images": 1, "Search": 0, "objects": 1}
         fresh_names = ResourceNames.from_settings(fresh)
         record = await Catalog(fresh_aws, fresh_names).get_image("img1")
         assert record is not None and record["file_name"] == "beach.jpg"

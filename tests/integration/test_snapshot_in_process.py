@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from imgproc_cli import moto_speedups, persistence
-from imgproc_cli.persistence import InProcessState, Snapshots, StateStore, mutation_count
+from imgproc_cli.persistence import (
+    PERSISTED_TABLES,
+    InProcessState,
+    Snapshots,
+    StateStore,
+    mutation_count,
+)
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.resources import ResourceNames, Table, incoming_key, thumbnail_key
@@ -119,7 +125,7 @@ async def test_in_process_snapshot_writes_what_the_api_snapshot_wrote(
     local_counts = await in_process.snapshot(aws, settings, in_process=True)
     assert _housekeeping_reads() == reads_before  # nothing went over HTTP
 
-    assert local_counts == api_counts == {"Albums": 3, "Images": 12, "objects": 4}
+    assert local_counts == api_counts == {"Albums": 3, "Images": 12, "Search": 0, "objects": 4}
     # Byte for byte the same files: tables (same items, same order), index, objects.
     assert _files(in_process) == _files(over_api)
 
@@ -146,7 +152,7 @@ async def test_in_process_snapshot_follows_changes(stack: Any, tmp_path: Path) -
     )
     counts = await store.snapshot(aws, settings, in_process=True)
 
-    assert counts == {"Albums": 3, "Images": 11, "objects": 3}
+    assert counts == {"Albums": 3, "Images": 11, "Search": 0, "objects": 3}
     assert (store.objects / "thumbnails%2Fimg0%2Fthumbnail.jpg").read_bytes() == b"newer"
     assert not multi.exists()
     new_index = json.loads(store.index_path.read_text())
@@ -239,7 +245,7 @@ async def test_without_the_endpoint_in_process_snapshots_go_over_the_api(
     for _ in range(3):
         assert await snapshots.take(aws) is not None
     assert snapshots.skipped == 0
-    assert _housekeeping_reads()["Scan"] == scans + 3 * len(Table)
+    assert _housekeeping_reads()["Scan"] == scans + 3 * len(PERSISTED_TABLES)
     assert _files(store) == _files(expected)
 
 

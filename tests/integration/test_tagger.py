@@ -130,6 +130,8 @@ async def test_local_model_labels_real_photos_through_the_workflow(
         )
         try:
             await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in workers)), 60)
+            # The starter processes an upload only into an album of the key's owner.
+            await catalog.put_album(album_id="album1", owner="alice", name="album1")
             photos = {"cat": "cat_chelsea.jpg", "coffee": "coffee_cup.jpg"}
             for image_id, file_name in photos.items():
                 key = incoming_key("alice", "album1", image_id, "jpg")

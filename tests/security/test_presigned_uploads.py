@@ -300,7 +300,9 @@ def test_ids_with_path_characters_are_refused(
         request = api.client.build_request(method, path, headers=uploader.headers, **kwargs)
         request.url = request.url.copy_with(raw_path=path.encode())
         response = api.client.send(request)
-        assert response.status_code in (404, 422), (method, path, response.text)
+        # 405: ".." resolved the path to another route (GET /api/images, the search), which
+        # takes no POST: no handler ran with the id either way.
+        assert response.status_code in (404, 405, 422), (method, path, response.text)
         body = response.json()
         assert set(body) == {"code", "message"}
     assert [k for k in object_keys(api) if not KEY.match(k)] == []

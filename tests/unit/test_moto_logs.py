@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from imgproc_cli.moto_logs import ASL_LOGGER, OneLineWorkflowFailures
+from imgproc_cli.moto_logs import ASL_LOGGER, OneLineWorkflowFailures, install
 
 FAILURE = (
     'Exception=FailureEventException, Error=NotSupportedImageType, Details={"taskFailedEvent'
@@ -30,3 +30,22 @@ def test_a_failure_is_one_line_once(caplog: pytest.LogCaptureFixture) -> None:
         "image; the image records the reason."
     ]
     assert caplog.records[0].levelname == "WARNING"
+
+
+def test_installing_twice_still_gives_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger(ASL_LOGGER)
+    before = list(logger.filters)
+    second = OneLineWorkflowFailures()
+    install()
+    install()
+    logger.addFilter(second)  # as a second endpoint in one process might
+    try:
+        with caplog.at_level(logging.WARNING, logger=ASL_LOGGER):
+            logger.error("%s at '%s'", FAILURE, "(StateFail| ...)")
+    finally:
+        for added in [f for f in logger.filters if f not in before]:
+            logger.removeFilter(added)
+    assert [r.getMessage() for r in caplog.records] == [
+        "workflow: a state failed with NotSupportedImageType: The file is not a supported "
+        "image; the image records the reason."
+    ]

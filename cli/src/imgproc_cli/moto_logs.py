@@ -27,6 +27,8 @@ class OneLineWorkflowFailures(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "imgproc_one_line", False):  # another filter of ours made it so
+            return True
         failure = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
         line = _one_line(failure or record.getMessage())
         now = time.monotonic()
@@ -38,6 +40,7 @@ class OneLineWorkflowFailures(logging.Filter):
             if len(self._last) > 1000:  # threads come and go with executions
                 self._last = {k: v for k, v in self._last.items() if now - v[1] < _REPEAT_S}
         record.msg, record.args = line, None
+        record.imgproc_one_line = True
         # Expected outcomes (a rejection is a Fail state): worth a line, not an alarm.
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
@@ -66,4 +69,7 @@ def _one_line(failure: str) -> str:
 
 
 def install() -> None:
-    logging.getLogger(ASL_LOGGER).addFilter(OneLineWorkflowFailures())
+    """Once per process, however many endpoints it starts."""
+    logger = logging.getLogger(ASL_LOGGER)
+    if not any(isinstance(f, OneLineWorkflowFailures) for f in logger.filters):
+        logger.addFilter(OneLineWorkflowFailures())

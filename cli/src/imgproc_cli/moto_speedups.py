@@ -682,7 +682,7 @@ def _patch_partition_query() -> None:
     partition (the same items it would have kept, in the same order)."""
     from moto.dynamodb.models.table import Table
 
-    original = Table.query
+    original: Any = Table.query
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")

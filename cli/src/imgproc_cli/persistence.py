@@ -1,9 +1,9 @@
 """Keep the local stack's data across restarts (`imgproc up --data-dir DIR`).
 
-moto keeps everything in memory, so `up` snapshots what users own — the Albums and Images
-tables and every object in the bucket — into the data directory every few seconds and once more
-on a clean stop, and restores it into the fresh endpoint on the next start (a `kill -9` loses
-at most the last interval).
+moto keeps everything in memory, so `up` snapshots what users own — the Albums, Images and
+Search tables and every object in the bucket — into the data directory every few seconds and
+once more on a clean stop, and restores it into the fresh endpoint on the next start (a
+`kill -9` loses at most the last interval).
 
 Restoring the tables first and then the originals under `incoming/` also resumes unfinished
 work: each restored original raises the same S3 notification a new upload does, and the starter
@@ -50,6 +50,10 @@ from imgproc_shared.aws import _credentials as client_credentials
 from imgproc_shared.logging import get_logger
 from imgproc_shared.resources import INCOMING_PREFIX, ResourceNames, Table
 from imgproc_shared.settings import Settings
+
+# The tables users' data lives in. Not the dead-letter mirror: it describes queue messages, and
+# queues start empty after a restart.
+PERSISTED_TABLES = (Table.ALBUMS, Table.IMAGES, Table.SEARCH)
 
 log = get_logger(stage="persistence")
 
@@ -286,7 +290,7 @@ class StateStore:
     ) -> dict[str, int]:
         names = ResourceNames.from_settings(settings)
         counts: dict[str, int] = {}
-        for table in (Table.ALBUMS, Table.IMAGES):
+        for table in PERSISTED_TABLES:
             if state is not None:
                 items = state.table_items(table)
             else:
@@ -374,7 +378,7 @@ class StateStore:
         """Load a snapshot into a freshly bootstrapped stack; originals last (they resume)."""
         names = ResourceNames.from_settings(settings)
         counts: dict[str, int] = {}
-        for table in (Table.ALBUMS, Table.IMAGES):
+        for table in PERSISTED_TABLES:
             path = self.tables / f"{table.value}.json"
             items = json.loads(path.read_text()) if path.exists() else []
             for start in range(0, len(items), 25):

@@ -49,7 +49,7 @@ GEO_PRECISIONS = (2, 3, 4, 5)
 # a wider circle is checked on the entries another filter reads.
 MAX_GEO_CELLS = 12
 # Facets of a filtered search count over at most this many entries.
-FACET_READ_LIMIT = 5000
+FACET_READ_LIMIT = 1000
 MAX_LABEL_ENTRIES = 40  # names (labels and parents) indexed per image: bounds one transaction
 # Entries are bucketed by capture year (the time's first 4 characters).
 BUCKET_CHARS = 4
@@ -439,18 +439,22 @@ class _Stream:
         low: str,
         high: str,
         after: str | None,
-        page: int,
+        share: float,
         stats: ReadStats,
     ) -> None:
-        self.index, self.pk, self.low, self.high, self.page = index, pk, low, high, page
+        self.index, self.pk, self.low, self.high, self.share = index, pk, low, high, share
         self.start = {"pk": {"S": pk}, "sk": {"S": after}} if after else None
         self.stats = stats
         self.buffer: list[dict[str, Any]] = []
         self.done = False
 
-    async def fill(self) -> None:
+    async def fill(self, need: int) -> None:
+        """Read the next page when the buffer is empty: this partition's share of the
+        `need`ed matches (plus one), at most 100."""
         if self.buffer or self.done:
             return
+        spare = 0 if self.share >= 1 else 1  # a union's partitions each read one spare
+        page = min(100, max(2, math.ceil(need * self.share) + spare))
         kwargs: dict[str, Any] = {"ExclusiveStartKey": self.start} if self.start else {}
         response = await self.index.aws.dynamodb.query(
             TableName=self.index.table,
@@ -459,7 +463,7 @@ class _Stream:
                 {":pk": self.pk, ":low": self.low, ":high": self.high}
             ),
             ScanIndexForward=False,
-            Limit=self.page,
+            Limit=page,
             **kwargs,
         )
         items = response.get("Items", [])
@@ -467,9 +471,6 @@ class _Stream:
         self.buffer = [from_item(item) for item in items]
         self.start = response.get("LastEvaluatedKey")
         self.done = self.start is None
-
-    def head(self) -> dict[str, Any] | None:
-        return self.buffer[0] if self.buffer else None
 
 
 class SearchIndex:
@@ -728,9 +729,6 @@ class SearchIndex:
         # tells whether another page exists.
         total = max(1, sum(p.count for p in partitions))
 
-        def page_size(partition: Partition) -> int:
-            return min(100, max(3, math.ceil((limit + 1) * partition.count / total) + 1))
-
         found: list[Summary] = []
         for bucket in buckets:
             streams = [
@@ -740,23 +738,22 @@ class SearchIndex:
                     low,
                     high,
                     after if after and after[:BUCKET_CHARS] == bucket else None,
-                    page_size(p) if len(partitions) > 1 else min(100, limit + 1),
+                    p.count / total if len(partitions) > 1 else 1.0,
                     stats,
                 )
                 for p in partitions
                 if bucket in p.buckets
             ]
-            await asyncio.gather(*(s.fill() for s in streams))
             last: str | None = None
             while True:
-                heads = [(s.head(), s) for s in streams]
-                live = [(h, s) for h, s in heads if h is not None]
+                # Only when a head is needed: a page that ends the search reads nothing more.
+                need = limit + 1 - len(found)
+                await asyncio.gather(*(s.fill(need) for s in streams))
+                live = [s for s in streams if s.buffer]
                 if not live:
                     break
-                head, stream = max(live, key=lambda pair: str(pair[0]["sk"]))
-                stream.buffer.pop(0)
-                if not stream.buffer:
-                    await stream.fill()
+                stream = max(live, key=lambda s: str(s.buffer[0]["sk"]))
+                head = stream.buffer.pop(0)
                 if head["sk"] == last:
                     continue  # the same image through two partitions of a union
                 last = str(head["sk"])

@@ -1070,7 +1070,19 @@ async function deleteSelected() {
 
 // ---------- albums ----------
 
+/** The search bar's album choice: every album, the choice kept while the album exists. */
+function renderAlbumFilter() {
+  const select = $("search-album");
+  const chosen = select.value;
+  select.replaceChildren(
+    h("option", { value: "" }, "All albums"),
+    ...state.albums.map((album) => h("option", { value: album.album_id }, album.name)),
+  );
+  select.value = state.albums.some((a) => a.album_id === chosen) ? chosen : "";
+}
+
 function renderAlbums() {
+  renderAlbumFilter();
   const current = state.album?.album_id;
   $("album-list").replaceChildren(
     ...state.albums.map((album) =>
@@ -1214,7 +1226,9 @@ function searchFilters() {
   const to = $("search-to").value;
   const camera = $("search-camera").value.trim();
   const near = nearFilter();
+  const album = $("search-album").value;
   if (from) params.set("from", from);
+  if (album) params.set("album", album);
   if (to) params.set("to", to);
   if (camera) params.set("camera", camera);
   if (near) params.set("near", `${near.lat},${near.lon},${near.km}`);
@@ -1249,6 +1263,8 @@ function describeSearch() {
   if (camera) parts.push(`camera “${camera}”`);
   const near = nearFilter();
   if (near) parts.push(`within ${near.km} km of ${near.lat}, ${near.lon}`);
+  const album = $("search-album");
+  if (album.value) parts.push(`in the album “${album.selectedOptions[0].textContent}”`);
   return parts.join(", ");
 }
 
@@ -1374,6 +1390,7 @@ function clearSearch() {
     $(id).value = "";
   }
   $("search-near").removeAttribute("aria-invalid");
+  $("search-album").value = "";
   closeSuggestions();
   renderChips();
   runSearch(true);
@@ -1817,7 +1834,7 @@ function wire() {
     suggestLater.cancel();
     closeSuggestions();
   });
-  for (const id of ["search-from", "search-to", "search-camera", "search-near"]) {
+  for (const id of ["search-from", "search-to", "search-camera", "search-near", "search-album"]) {
     $(id).addEventListener("input", () => searchLater());
   }
   $("search-clear").addEventListener("click", () => {
