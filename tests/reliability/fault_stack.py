@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import signal
@@ -53,13 +54,18 @@ SERVICE_MODULES = {**WORKER_MODULES, "imgproc_status_api": "status-api"}
 OWNER = "reliability"
 
 
+_photos_made = itertools.count()
+
+
 def photo(seed: int, size: tuple[int, int] = (640, 480)) -> bytes:
-    """A small, distinct JPEG: a gradient tinted by the seed."""
+    """A small JPEG: a gradient tinted by the seed, with bytes of its own on every call (a
+    comment counts the calls), so that the tests sharing a stack never upload the same bytes
+    twice: the stack records those as a duplicate and processes nothing."""
     gradient = Image.linear_gradient("L").resize(size)
     tint = Image.new("RGB", size, ((seed * 37) % 256, (seed * 91) % 256, (seed * 13) % 256))
     image = Image.merge("RGB", (gradient, tint.getchannel(1), tint.getchannel(2)))
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
+    image.save(buffer, "JPEG", quality=85, comment=f"photo {seed}, call {next(_photos_made)}")
     return buffer.getvalue()
 
 
