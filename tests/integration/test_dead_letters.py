@@ -325,3 +325,23 @@ async def test_looking_is_not_a_receive_and_single_messages_are_replayed_or_dele
         assert (await dead.depth(Queue.TAG)).dead_letters == 2
         await dead.purge(Queue.TAG)
         assert await dead.messages(Queue.TAG) == []
+
+
+async def test_a_malformed_worker_message_is_dead_lettered_with_its_last_try_and_reason(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with fresh_stack(settings_factory, max_receive_count=2) as (settings, aws):
+        dead = DeadLetters(aws, settings)
+        names = ResourceNames.from_settings(settings)
+        async with pipeline(settings, aws):
+            url = (await aws.sqs.get_queue_url(QueueName=names.queue(Queue.TAG)))["QueueUrl"]
+            sent = await aws.sqs.send_message(QueueUrl=url, MessageBody='{"not": "a task"}')
+            await eventually(
+                lambda: _dead_letters(dead, Queue.TAG, 1), timeout=30, what="one DLQ message"
+            )
+        [letter] = await dead.messages(Queue.TAG)
+        assert letter.message_id == sent["MessageId"]
+        assert letter.first_receive_at and letter.last_receive_at
+        assert letter.last_receive_at >= letter.first_receive_at
+        assert letter.last_error is not None and letter.last_error["code"] == "Malformed"
+        assert "task_token" in letter.last_error["message"]  # what the body lacks

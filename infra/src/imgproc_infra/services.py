@@ -169,6 +169,7 @@ class WorkerService(Construct):
         queue: sqs.IQueue,
         bucket: s3.IBucket,
         images_table: dynamodb.ITable,
+        dead_letters_table: dynamodb.ITable,
         state_machine: sfn.IStateMachine,
         tagger_backend: str,
         uses_rekognition: CfnCondition,
@@ -200,6 +201,12 @@ class WorkerService(Construct):
             )
         self.task_role.add_to_policy(
             iam.PolicyStatement(actions=WORKER_TABLE_ACTIONS, resources=[images_table.table_arn])
+        )
+        # On a message's last try, a note of why it fails, shown with its dead letter.
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:UpdateItem"], resources=[dead_letters_table.table_arn]
+            )
         )
         state_machine.grant_task_response(self.task_role)
 

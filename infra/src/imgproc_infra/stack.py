@@ -112,6 +112,7 @@ class ImgprocStack(Stack):
                 queue=messaging.queues[STAGE_QUEUES[stage]],
                 bucket=storage.bucket,
                 images_table=storage.tables[Table.IMAGES],
+                dead_letters_table=storage.tables[Table.DEAD_LETTERS],
                 state_machine=state_machine,
                 tagger_backend=tagger_backend,
                 uses_rekognition=self.uses_rekognition,

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, now_iso
+from imgproc_shared.dead_letters import DeadLetters
 from imgproc_shared.logging import configure_logging, get_logger
 from imgproc_shared.long_poll import MAX_BATCH, delete_batch, receive_batches
 from imgproc_shared.models import StageTask
@@ -196,6 +197,8 @@ class Worker:
         except (ValidationError, ValueError) as exc:
             self.counters["malformed"] += 1
             log.warning("malformed message", reason=_reason(exc))
+            if last_try:
+                await self._note_give_up(ctx, message, _reason(exc))
             # Left for the dead-letter queue: it comes back after a short delay until the
             # redrive policy moves it.
             await self._release(ctx, queue_url, receipt, delay=min(2 * receive_count, 30))
@@ -206,6 +209,18 @@ class Worker:
             image_id=task.image_id, stage=self.stage.value
         ):
             await self._work(ctx, catalog, queue_url, receipt, task, last_try, log)
+
+    async def _note_give_up(self, ctx: WorkContext, message: dict[str, Any], reason: str) -> None:
+        """The dead letter this message becomes shows why and when (imgproc_shared.dead_letters):
+        its last try is this one."""
+        try:
+            await DeadLetters(ctx.aws, self.settings).note_give_up(
+                STAGE_QUEUES[self.stage],
+                str(message.get("MessageId")),
+                {"code": "Malformed", "message": reason},
+            )
+        except ClientError as exc:
+            self._log.warning("give-up note not written", error=str(exc))
 
     async def _work(
         self,
