@@ -24,7 +24,8 @@ from PIL import Image
 from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
-from imgproc_shared.duplicates import content_claim_key, object_sha256, stored_sha256
+from imgproc_shared.checksums import stored_sha256
+from imgproc_shared.duplicates import content_claim_key, object_sha256
 from imgproc_shared.resources import ResourceNames, Table
 from imgproc_shared.s3_events import ObjectCreated
 from imgproc_shared.settings import Settings

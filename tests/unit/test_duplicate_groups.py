@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from imgproc_shared.checksums import stored_sha256
 from imgproc_shared.duplicates import (
     close_pairs,
     content_claim_key,
     group_records,
     hamming,
     near_groups,
-    stored_sha256,
 )
 
 

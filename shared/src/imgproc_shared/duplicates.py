@@ -31,8 +31,6 @@ a second) and joins images within the distance into groups.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hashlib
 import re
@@ -44,6 +42,7 @@ from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, from_item, is_conditional_failure, now_iso, to_item
+from imgproc_shared.checksums import stored_sha256
 from imgproc_shared.logging import get_logger
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import ResourceNames, Table
@@ -61,22 +60,6 @@ _GROUPING_ATTRIBUTES = ("image_id", "status", "duplicate_of", "thumbnails", "upl
 def content_claim_key(owner: str, sha256: str) -> str:
     """The key of the guard item that gives `owner`'s bytes with this SHA-256 to one image."""
     return f"{CLAIM_PREFIX}{owner}#{sha256}"
-
-
-def stored_sha256(head: Mapping[str, Any]) -> str | None:
-    """The object's SHA-256 (hex) as S3 stored and verified it on upload, when it is the hash of
-    the whole object (a multipart upload stores a checksum of its parts' checksums: AWS says
-    `COMPOSITE` and suffixes `-N`; moto 5.2.5 does neither, so its multipart ETag is checked)."""
-    value = head.get("ChecksumSHA256")
-    if not value or "-" in value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
-        return None
-    if "-" in str(head.get("ETag", "")).strip('"'):
-        return None
-    try:
-        digest = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return digest.hex() if len(digest) == hashlib.sha256().digest_size else None
 
 
 async def object_sha256(aws: AwsClients, bucket: str, key: str) -> str | None:

@@ -11,16 +11,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 from PIL import Image
 
 from imgproc_extractor.metadata import ImageFacts, NeedWholeObject, ObjectBytes, describe
+from imgproc_shared.checksums import stored_sha256
 from imgproc_shared.errors import CorruptImage, TaskError, TooLarge, TransientError
 from imgproc_shared.models import ImageMetadata, StageTask
 from imgproc_shared.worker.runtime import WorkContext
@@ -109,27 +107,6 @@ def check_size(size: int, max_bytes: int) -> None:
             # as if it fit. Just over the limit, say it in bytes.
             shown, limit = f"{size:,} bytes", f"{max_bytes:,} bytes ({limit})"
         raise TooLarge(f"the file is {shown}; the limit is {limit}")
-
-
-def stored_sha256(head: Mapping[str, Any]) -> str | None:
-    """The object's SHA-256 (hex) as S3 stored and verified it on upload, when it is the hash of
-    the whole object.
-
-    A multipart upload stores a checksum of the part checksums instead: AWS marks it `COMPOSITE`
-    and suffixes `-N`; moto 5.2.5 does neither, so the multipart ETag (`…-N`) is checked too.
-    """
-    value = head.get("ChecksumSHA256")
-    if not value or "-" in value:
-        return None
-    if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
-        return None
-    if "-" in str(head.get("ETag", "")).strip('"'):
-        return None
-    try:
-        digest = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return digest.hex() if len(digest) == hashlib.sha256().digest_size else None
 
 
 async def _head_object(ctx: WorkContext, bucket: str, key: str) -> dict[str, Any]:
