@@ -122,18 +122,28 @@ def choose_providers(preference: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def inference_session(
+    model: bytes, *, providers: list[str], intra_op_threads: int, what: str
+) -> ort.InferenceSession:
+    """An onnxruntime session as a worker runs each model: `intra_op_threads` threads (one by
+    default: scale with processes, not threads), every graph optimisation."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(model, options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelUnavailable(f"onnxruntime cannot load the {what}: {exc}") from exc
+
+
 class Classifier:
     """One onnxruntime session over the model: NCHW float batches in, class scores out."""
 
     def __init__(self, model: bytes, *, providers: list[str], intra_op_threads: int = 1) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(model, options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelUnavailable(f"onnxruntime cannot load the model: {exc}") from exc
+        self._session = inference_session(
+            model, providers=providers, intra_op_threads=intra_op_threads, what="model"
+        )
         self.providers: list[str] = self._session.get_providers()
 
     def logits(self, batch: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

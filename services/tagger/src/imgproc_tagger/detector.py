@@ -18,10 +18,9 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
-from imgproc_tagger.classifier import ModelUnavailable, choose_providers
+from imgproc_tagger.classifier import ModelUnavailable, choose_providers, inference_session
 from imgproc_tagger.config import TaggerSettings
 
 INPUT_SIZE = 416
@@ -173,14 +172,9 @@ class Detector:
     """One onnxruntime session over NanoDet: a PIL image in, COCO detections out."""
 
     def __init__(self, model: bytes, *, providers: list[str], intra_op_threads: int = 1) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(model, options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelUnavailable(f"onnxruntime cannot load the detector model: {exc}") from exc
+        self._session = inference_session(
+            model, providers=providers, intra_op_threads=intra_op_threads, what="detector model"
+        )
         names = {output.name for output in self._session.get_outputs()}
         missing = set(SCORE_OUTPUTS + BOX_OUTPUTS) - names
         if missing:
