@@ -812,11 +812,15 @@ async function loadExecution(image, container) {
 
 // A FAILED photo runs through the workflow again (a new execution); live updates follow it.
 async function retryImage(id) {
+  const line = $("detail").querySelector(".action-error");
+  if (line) line.textContent = "";
   let image;
   try {
     image = await api("POST", `/api/images/${encodeURIComponent(id)}/retry`);
   } catch (error) {
-    alert(`The photo could not be retried: ${error.message}`);
+    const text = `The photo could not be retried. ${plainError(error)}`;
+    if (line) line.textContent = text;
+    else showError(new Error(text));
     return;
   }
   // Set, not upsert: upsert never moves a finished photo back to PROCESSING.
