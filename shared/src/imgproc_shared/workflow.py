@@ -43,6 +43,12 @@ IMAGE_DELETED = "ImageDeleted"
 # Written only while the record exists and is not a deleted image's tombstone (catalog.DELETED).
 _UNLESS_DELETED = "attribute_exists(image_id) AND #status <> :deleted"
 _ON_DELETED: Json = {"ErrorEquals": [_CONDITION_FAILED], "ResultPath": None, "Next": IMAGE_DELETED}
+# A conditional store: a failed condition is an answer (the image was deleted, or is no longer
+# what the write expects), never retried; anything else is retried with back-off.
+_CONDITIONAL_WRITE_RETRY: list[Json] = [
+    {"ErrorEquals": [_CONDITION_FAILED], "MaxAttempts": 0},
+    {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0},
+]
 
 
 @dataclass(frozen=True)
@@ -305,16 +311,7 @@ def build_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = N
                 "ConditionExpression": _UNLESS_DELETED,
             },
             "ResultPath": None,
-            "Retry": [
-                # A failed condition is an answer (the image was deleted), not a fault.
-                {"ErrorEquals": [_CONDITION_FAILED], "MaxAttempts": 0},
-                {
-                    "ErrorEquals": ["States.ALL"],
-                    "IntervalSeconds": 1,
-                    "MaxAttempts": 3,
-                    "BackoffRate": 2.0,
-                },
-            ],
+            "Retry": _CONDITIONAL_WRITE_RETRY,
             "Catch": [
                 _ON_DELETED,
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "StoreFailed"},
@@ -402,16 +399,7 @@ def build_retag_definition(targets: WorkflowTargets, limits: WorkflowLimits | No
                 },
             },
             "ResultPath": None,
-            "Retry": [
-                # A failed condition is an answer, not a fault: never retried.
-                {"ErrorEquals": [_CONDITION_FAILED], "MaxAttempts": 0},
-                {
-                    "ErrorEquals": ["States.ALL"],
-                    "IntervalSeconds": 1,
-                    "MaxAttempts": 3,
-                    "BackoffRate": 2.0,
-                },
-            ],
+            "Retry": _CONDITIONAL_WRITE_RETRY,
             "Catch": [
                 {"ErrorEquals": [_CONDITION_FAILED], "ResultPath": "$.failure", "Next": "Skipped"}
             ],

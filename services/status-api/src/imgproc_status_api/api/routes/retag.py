@@ -131,14 +131,5 @@ async def retag_progress(
     progress = await Retagger(state.aws, state.settings).progress(request_id)
     running = _starting.get(request_id)
     return RetagProgressOut(
-        request_id=request_id,
-        starting=running is not None and not running.done(),
-        executions=progress.executions,
-        running=progress.running,
-        finished=progress.finished,
-        retagged=progress.retagged,
-        skipped_count=progress.skipped_count,
-        failed_count=progress.failed_count,
-        skipped=progress.skipped,
-        failed=progress.failed,
+        **progress.as_dict(), starting=running is not None and not running.done()
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
@@ -90,38 +90,7 @@ Near = Annotated[
 ]
 
 
-def search_filter(
-    labels: list[str],
-    taken_from: str | None,
-    taken_to: str | None,
-    camera: str | None,
-    album: str | None,
-    image_format: str | None,
-    status: str | None,
-    near: str | None,
-) -> SearchFilter:
-    try:
-        for label in labels:
-            if not label.strip() or len(label) > 100:
-                raise InvalidFilter("label", "must be 1-100 characters")
-        return SearchFilter(
-            labels=tuple(label.strip() for label in labels),
-            taken_from=parse_time_bound("from", taken_from, end=False) if taken_from else None,
-            taken_to=parse_time_bound("to", taken_to, end=True) if taken_to else None,
-            camera=camera.strip() or None if camera else None,
-            album_id=album,
-            format=image_format.upper() if image_format else None,
-            status=status.upper() if status else None,
-            near=parse_near(near) if near else None,
-        )
-    except InvalidFilter as exc:
-        raise ApiError(400, "invalid_parameter", str(exc)) from exc
-
-
-@router.get("/images")
-async def search_images(
-    user: CurrentUser,
-    state: State,
+async def search_filters(
     label: Labels = [],  # noqa: B006 (FastAPI copies defaults)
     taken_from: From = None,
     to: To = None,
@@ -130,12 +99,39 @@ async def search_images(
     format: Format = None,
     status: Status = None,
     near: Near = None,
+) -> SearchFilter:
+    """The filters both search endpoints take, as one search filter (400 naming a bad one)."""
+    try:
+        for name in label:
+            if not name.strip() or len(name) > 100:
+                raise InvalidFilter("label", "must be 1-100 characters")
+        return SearchFilter(
+            labels=tuple(name.strip() for name in label),
+            taken_from=parse_time_bound("from", taken_from, end=False) if taken_from else None,
+            taken_to=parse_time_bound("to", to, end=True) if to else None,
+            camera=camera.strip() or None if camera else None,
+            album_id=album,
+            format=format.upper() if format else None,
+            status=status.upper() if status else None,
+            near=parse_near(near) if near else None,
+        )
+    except InvalidFilter as exc:
+        raise ApiError(400, "invalid_parameter", str(exc)) from exc
+
+
+Filters = Annotated[SearchFilter, Depends(search_filters)]
+
+
+@router.get("/images")
+async def search_images(
+    user: CurrentUser,
+    state: State,
+    flt: Filters,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor`")] = None,
 ) -> ImagePage:
     """The caller's images across albums that pass every given filter, newest capture first
     (`taken_at`, else the upload time); pass `next_cursor` back for the next page."""
-    flt = search_filter(label, taken_from, to, camera, album, format, status, near)
     try:
         after = decode_cursor(cursor) if cursor else None
     except InvalidFilter as exc:
@@ -156,14 +152,7 @@ async def search_images(
 async def label_facets(
     user: CurrentUser,
     state: State,
-    label: Labels = [],  # noqa: B006
-    taken_from: From = None,
-    to: To = None,
-    camera: Camera = None,
-    album: Album = None,
-    format: Format = None,
-    status: Status = None,
-    near: Near = None,
+    flt: Filters,
     prefix: Annotated[
         str | None, Query(max_length=100, description="labels starting with this (any case)")
     ] = None,
@@ -171,7 +160,6 @@ async def label_facets(
 ) -> LabelFacets:
     """How many of the caller's images that pass the filters carry each label (parents
     included), most frequent first: suggestions for the search box."""
-    flt = search_filter(label, taken_from, to, camera, album, format, status, near)
     counts, complete = await SearchIndex(state.aws, state.names).label_counts(
         user.id, flt, prefix=prefix or "", limit=limit
     )
