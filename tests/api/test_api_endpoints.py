@@ -15,35 +15,18 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.resources import Queue
 from imgproc_shared.settings import Settings
 from imgproc_status_api.auth import LocalTokens
 
-from api_harness import TEST_SECRET, ApiHarness, bootstrapped_stack, running_api
+from api_harness import TEST_SECRET, ApiHarness, running_api
 
 JPEG_BYTES = b"\xff\xd8\xff\xe0" + b"not really a jpeg, the extractor decides" + b"\xff\xd9"
 
 
 # One stack and one API for the module: tests keep apart by using their own users.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_stack(
-    embedded_aws: EmbeddedAws,
-) -> AsyncIterator[tuple[Settings, AwsClients, dict[str, Any]]]:
-    async with bootstrapped_stack(embedded_aws.endpoint_url) as stack:
-        yield stack
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def api(
-    shared_stack: tuple[Settings, AwsClients, dict[str, Any]],
-) -> AsyncIterator[ApiHarness]:
-    async with running_api(shared_stack) as harness:
-        yield harness
 
 
 @pytest_asyncio.fixture(loop_scope="module")

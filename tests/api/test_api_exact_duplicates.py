@@ -21,7 +21,6 @@ import pytest_asyncio
 from helpers import FIXTURES, eventually
 from PIL import Image
 
-from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.checksums import stored_sha256
@@ -31,7 +30,7 @@ from imgproc_shared.s3_events import ObjectCreated
 from imgproc_shared.settings import Settings
 from imgproc_status_api.starter import Starter
 
-from api_harness import ApiHarness, bootstrapped_stack, running_api
+from api_harness import ApiHarness, running_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -44,14 +43,6 @@ def unique_jpeg() -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_stack(
-    embedded_aws: EmbeddedAws,
-) -> AsyncIterator[tuple[Settings, AwsClients, dict[str, Any]]]:
-    async with bootstrapped_stack(embedded_aws.endpoint_url) as stack:
-        yield stack
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

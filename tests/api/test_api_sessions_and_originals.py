@@ -4,39 +4,20 @@ original through a short-lived link that saves it under its file name."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 import pytest
-import pytest_asyncio
 from helpers import eventually
 from PIL import Image
 
-from imgproc_cli.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 
-from api_harness import ApiHarness, bootstrapped_stack, running_api
+from api_harness import ApiHarness, running_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_stack(
-    embedded_aws: EmbeddedAws,
-) -> AsyncIterator[tuple[Settings, AwsClients, dict[str, Any]]]:
-    async with bootstrapped_stack(embedded_aws.endpoint_url) as stack:
-        yield stack
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def api(
-    shared_stack: tuple[Settings, AwsClients, dict[str, Any]],
-) -> AsyncIterator[ApiHarness]:
-    async with running_api(shared_stack) as harness:
-        yield harness
 
 
 def jpeg_bytes() -> bytes:
