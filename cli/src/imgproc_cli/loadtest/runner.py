@@ -14,7 +14,6 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 from imgproc_cli.loadtest.costs import modelled_cpu_seconds, modelled_requests, subtract_requests
@@ -23,11 +22,11 @@ from imgproc_cli.loadtest.listener import AnnouncementListener
 from imgproc_cli.loadtest.photos import unique_copy
 from imgproc_cli.loadtest.progress import Progress
 from imgproc_cli.loadtest.report import ImageOutcome, summarize
-from imgproc_cli.uploads import _album_id, _extension
+from imgproc_cli.uploads import _album_id, put_original
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import ImageStatus
-from imgproc_shared.resources import ResourceNames, incoming_key
+from imgproc_shared.resources import ResourceNames
 from imgproc_shared.settings import Settings
 
 LOADTEST_USER = "loadtest"
@@ -66,22 +65,20 @@ async def _upload_one(
     file_name, photo = run.photos[index % len(run.photos)]
     image_id = uuid.uuid4().hex
     data = unique_copy(photo, image_id)
-    key = incoming_key(LOADTEST_USER, album, image_id, _extension(Path(file_name)))
     run.waiters[image_id] = asyncio.Event()
     run.uploaded[image_id] = time.monotonic()
-    await catalog.record_upload(
+    # As `imgproc upload` does: S3 verifies and keeps the SHA-256, so the extractor reads the
+    # checksum instead of the whole object.
+    await put_original(
+        aws,
+        catalog,
+        names,
         image_id=image_id,
         owner=LOADTEST_USER,
         album_id=album,
-        bucket=names.bucket,
-        key=key,
         file_name=file_name,
-        content_type="image/jpeg" if _extension(Path(file_name)) in ("jpg", "jpeg") else None,
-        size=len(data),
+        data=data,
     )
-    # As `imgproc upload` and the API upload: S3 verifies and keeps the SHA-256, so the
-    # extractor reads the checksum instead of the whole object.
-    await aws.s3.put_object(Bucket=names.bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
     return image_id
 
 
