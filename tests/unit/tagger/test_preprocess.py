@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from imgproc_shared import errors
-from imgproc_tagger.preprocess import model_image, normalize, preprocess
+from imgproc_tagger.preprocess import model_image, normalize, preprocess, region_sample
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
@@ -103,3 +103,16 @@ def test_normalize_scales_like_the_reference() -> None:
     image = Image.new("RGB", (224, 224), (127, 255, 0))
     sample = normalize(image)
     assert sample[:, 0, 0].tolist() == pytest.approx([0.0, 1.0, -127 / 128])
+
+
+def test_a_region_sample_shows_the_box_with_a_margin_inside_the_photo() -> None:
+    photo = Image.new("RGB", (800, 400), (0, 0, 255))
+    photo.paste((255, 0, 0), (600, 100, 700, 200))  # a red square near the right edge
+    red = region_sample(photo, (0.75, 0.25, 0.875, 0.5))
+    assert red.shape == (3, 224, 224)
+    # The square fills most of the crop (1/1.1 of each side), centred, with blue around it.
+    assert red[0, 112, 112] > 0.9 and red[2, 112, 112] < -0.9
+    assert red[2, 3, 3] > 0.9
+    # A box at the very edge is shifted inside the photo rather than padded.
+    corner = region_sample(photo, (0.99, 0.99, 1.0, 1.0))
+    assert corner.shape == (3, 224, 224) and np.isfinite(corner).all()

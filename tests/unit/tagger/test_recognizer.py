@@ -13,10 +13,19 @@ from PIL import Image
 from imgproc_tagger.config import TaggerSettings
 from imgproc_tagger.detector import Detection
 from imgproc_tagger.labels import default_label_map
-from imgproc_tagger.recognizer import Recognizer, Thresholds, merge_labels
+from imgproc_tagger.recognizer import (
+    Recognizer,
+    SecondLook,
+    Thresholds,
+    merge_labels,
+    second_look_target,
+)
 
 TAGGER_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tagger"
-THRESHOLDS = Thresholds(classifier=50.0, detector=40.0, fallback=25.0, corroborated=25.0)
+LABELLED = Path(__file__).resolve().parents[2] / "fixtures" / "labelled"
+THRESHOLDS = Thresholds(
+    classifier=50.0, detector=40.0, fallback=25.0, corroborated=25.0, second_look=60.0
+)
 
 
 def _detection(name: str, score: float, box: tuple[float, float, float, float]) -> Detection:
@@ -196,3 +205,63 @@ def test_different_objects_side_by_side_are_all_kept() -> None:
     )
     with_boxes = {label.name for label in labels if label.instances}
     assert with_boxes == {"Person", "Horse", "Dog"}
+
+
+def test_a_second_look_names_the_region_with_its_finest_label_boxed() -> None:
+    fig_box = (0.49, 0.36, 0.7, 0.75)
+    labels = merge_labels(
+        {"Tableware": 24.0, "Food": 18.6},
+        [_detection("donut", 0.27, fig_box)],
+        label_map=default_label_map(),
+        thresholds=THRESHOLDS,
+        max_labels=10,
+        second_look=SecondLook(
+            fig_box, {"Food": 78.0, "Fruit": 75.0, "Fig": 68.0, "Pomegranate": 5.0}
+        ),
+    )
+    by_name = {label.name: label for label in labels}
+    assert set(by_name) == {"Food", "Fruit", "Fig"}
+    (instance,) = by_name["Fig"].instances
+    box = instance.bounding_box
+    assert (box.left, box.top, box.width, box.height) == pytest.approx((0.49, 0.36, 0.21, 0.39))
+    assert instance.confidence == pytest.approx(68.0)
+    assert by_name["Food"].confidence == pytest.approx(78.0)
+    assert by_name["Food"].instances == [] and by_name["Fruit"].instances == []
+
+
+def test_a_second_look_below_its_minimum_adds_nothing() -> None:
+    labels = merge_labels(
+        {},
+        [],
+        label_map=default_label_map(),
+        thresholds=THRESHOLDS,
+        max_labels=10,
+        second_look=SecondLook((0.1, 0.1, 0.4, 0.4), {"Fig": 55.0, "Fruit": 59.0}),
+    )
+    assert labels == []
+
+
+def test_the_second_look_goes_to_an_unnamed_object_of_a_useful_size() -> None:
+    whole_frame = _detection("stop sign", 0.49, (0.17, 0.09, 1.0, 0.99))
+    small_unsure = _detection("donut", 0.27, (0.49, 0.36, 0.7, 0.75))
+    tiny = _detection("bird", 0.3, (0.5, 0.5, 0.55, 0.55))
+    assert second_look_target([whole_frame, tiny, small_unsure], {}, THRESHOLDS) == small_unsure
+    # An object the merge already names (kept with its box) needs no second look.
+    named = _detection("dog", 0.8, (0.48, 0.35, 0.7, 0.76))
+    assert second_look_target([named, small_unsure], {}, THRESHOLDS) is None
+    # Too unsure to be an object at all.
+    faint = _detection("donut", 0.2, (0.49, 0.36, 0.7, 0.75))
+    assert second_look_target([faint], {}, THRESHOLDS) is None
+
+
+def test_a_fig_the_detector_cannot_name_is_found_by_the_second_look(
+    recognizer: Recognizer,
+) -> None:
+    found = recognizer.recognize((LABELLED / "food_fig_on_plate.jpg").read_bytes())
+    by_name = {label.name: label for label in found.labels}
+    assert "Fig" in by_name, [label.name for label in found.labels]
+    (instance,) = by_name["Fig"].instances
+    box = instance.bounding_box
+    # The fig lies right of centre on the plate.
+    assert 0.45 < box.left + box.width / 2 < 0.75 and 0.35 < box.top + box.height / 2 < 0.75
+    assert found.second_look is not None

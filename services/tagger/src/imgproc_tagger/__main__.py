@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-
-from imgproc_shared.errors import EXIT_UNRECOVERABLE
-from imgproc_shared.logging import get_logger
 from imgproc_shared.resources import Stage
 from imgproc_shared.worker.runtime import run_worker
 from imgproc_tagger.classifier import ModelUnavailable
-from imgproc_tagger.handler import handle, setup
-
-# Exit status for "fix the installation": a supervisor should not restart into the same error.
-EXIT_MODEL_UNAVAILABLE = EXIT_UNRECOVERABLE
+from imgproc_tagger.handler import handle, setup, shutdown
 
 
 def main() -> None:
-    try:
-        run_worker("tagger", Stage.TAG, handle, setup=setup)
-    except ModelUnavailable as exc:
-        get_logger().error("tagger cannot start: model unavailable", cause=str(exc))
-        sys.exit(EXIT_MODEL_UNAVAILABLE)
+    # A broken model is fixed by a person, not by a restart: the process exits with
+    # EXIT_UNRECOVERABLE and one line saying why.
+    run_worker(
+        "tagger",
+        Stage.TAG,
+        handle,
+        setup=setup,
+        setup_failures={ModelUnavailable: "model unavailable"},
+        shutdown=shutdown,
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ class TaggerSettings(BaseSettings):
     # When neither model passes its minimum: the classifier's most confident label (a coarse
     # one such as Landscape sums many classes) if it reaches this.
     fallback_min_confidence: float = Field(default=25.0, ge=0, le=100)
+    # The classifier shown only the object the detector was unsure of (a fig it calls a donut):
+    # its labels there need this much, more than on the whole photo, as a crop says less.
+    second_look_min_confidence: float = Field(default=60.0, ge=0, le=100)
 
 
 @lru_cache(maxsize=1)

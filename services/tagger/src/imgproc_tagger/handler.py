@@ -52,6 +52,13 @@ async def setup(ctx: WorkContext) -> None:
     get_logger().info("tagger backend ready", backend=backend.name, providers=providers)
 
 
+async def shutdown(ctx: WorkContext) -> None:
+    """Worker stop: end the local backend's batching task (every message is settled by now)."""
+    backend = _backends.get("local")
+    if isinstance(backend, LocalBackend):
+        await backend.batcher.close()
+
+
 async def handle(task: StageTask, ctx: WorkContext) -> TagResult:
     """Label the image of `task` with the configured backend."""
     backend = await open_backend(ctx.settings.tagger_backend, ctx)

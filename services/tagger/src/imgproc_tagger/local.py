@@ -1,5 +1,6 @@
 """The one-machine backend (and the default on AWS): the classifier and the detector on
-onnxruntime, their labels merged (`recognizer`)."""
+onnxruntime, their labels merged (`recognizer`); a second look at one region shares the
+classifier's batches."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ class LocalBackend:
             prepared.classifier_input, ctx.run_cpu
         )
         detections = await ctx.run_cpu(self.recognizer.detect, prepared)
+        second_look = None
+        region = await ctx.run_cpu(
+            self.recognizer.second_look_region, probabilities, detections, prepared
+        )
+        if region is not None:
+            region_probabilities: np.ndarray[Any, Any] = await self.batcher.submit(
+                region[1], ctx.run_cpu
+            )
+            second_look = self.recognizer.look_again(region, region_probabilities)
         return self.recognizer.merge(
-            probabilities, detections, prepared, ctx.settings.tagger_max_labels
+            probabilities, detections, prepared, ctx.settings.tagger_max_labels, second_look
         )

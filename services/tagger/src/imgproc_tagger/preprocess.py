@@ -23,6 +23,9 @@ from imgproc_tagger.efficientnet_graph import INPUT_SIZE
 # short side (the usual ImageNet evaluation protocol).
 RESIZE_SIZE = 256
 _MEAN, _STD = 127.0, 128.0
+# A region shown to the classifier alone keeps some context around its box, as ImageNet's
+# photos frame their object with some margin.
+REGION_MARGIN = 1.1
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE: dict[int, Image.Transpose] = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -125,6 +128,23 @@ def classifier_image(rgb: Image.Image, orientation: int) -> Image.Image:
 def classifier_sample(rgb: Image.Image, orientation: int) -> np.ndarray[Any, Any]:
     """A decoded photo → the classifier's (3, 224, 224) float32 input."""
     return normalize(classifier_image(rgb, orientation))
+
+
+def region_sample(rgb: Image.Image, box: tuple[float, float, float, float]) -> np.ndarray[Any, Any]:
+    """The classifier's (3, 224, 224) input showing one region of an upright decoded photo: the
+    square around the `box` (left, top, right, bottom as fractions) with a little margin, kept
+    inside the photo."""
+    width, height = rgb.size
+    left, top, right, bottom = box
+    side = min(max((right - left) * width, (bottom - top) * height) * REGION_MARGIN, width, height)
+    side = max(side, 1.0)
+    centre_x = min(max((left + right) / 2 * width, side / 2), width - side / 2)
+    centre_y = min(max((top + bottom) / 2 * height, side / 2), height - side / 2)
+    crop = (centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2)
+    small = rgb.resize(
+        (INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC, box=crop, reducing_gap=2.0
+    )
+    return normalize(small)
 
 
 def model_image(data: bytes, max_pixels: int = 100_000_000) -> Image.Image:

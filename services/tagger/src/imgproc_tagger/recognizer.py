@@ -11,6 +11,9 @@ The photo is decoded once, at the smallest JPEG draft scale that still covers th
 (cheap at that size); the classifier's 224 px centre crop and the detector's whole-image input
 are both made from it. The detector sees people and animals standing up, as it was trained, and
 its boxes are in the upright frame, as Rekognition reports them.
+
+A second look: where the detector finds an object it cannot name (a fig it calls a donut at
+0.27), the classifier is shown that object alone, once per photo at most.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from imgproc_tagger.classifier import Classifier, open_classifier
 from imgproc_tagger.config import TaggerSettings
 from imgproc_tagger.detector import DETECTOR_SIZE, Detection, Detector, box_iou, open_detector
 from imgproc_tagger.labels import LabelMap, default_label_map
-from imgproc_tagger.preprocess import classifier_sample, decode_small, upright
+from imgproc_tagger.preprocess import classifier_sample, decode_small, region_sample, upright
 
 Array = np.ndarray[Any, Any]
 Box = tuple[float, float, float, float]  # left, top, right, bottom as fractions
@@ -134,8 +137,9 @@ def parents_of(name: str, label_map: LabelMap) -> list[str]:
     return parents
 
 
-def _instance(detection: Detection) -> Instance:
-    left, top, right, bottom = (min(max(v, 0.0), 1.0) for v in detection.box)
+def _instance(box: Box, confidence: float) -> Instance:
+    """A box (left, top, right, bottom fractions) and its confidence in percent, as Rekognition."""
+    left, top, right, bottom = (min(max(v, 0.0), 1.0) for v in box)
     return Instance(
         bounding_box=BoundingBox(
             left=round(left, 4),
@@ -143,7 +147,7 @@ def _instance(detection: Detection) -> Instance:
             width=round(right - left, 4),
             height=round(bottom - top, 4),
         ),
-        confidence=round(detection.score * 100.0, 3),
+        confidence=round(confidence, 3),
     )
 
 
@@ -166,6 +170,8 @@ class Thresholds:
     fallback: float
     # A detection the classifier confirms needs only this much.
     corroborated: float
+    # A label the classifier gives to the object of a second look needs this much.
+    second_look: float = 60.0
 
 
 def arbitrate(
@@ -198,6 +204,42 @@ def arbitrate(
     return sorted(kept, key=lambda d: -d.score)
 
 
+# The detector's boxes worth a second look: confident enough to be an object, though not named
+# (the merge keeps no box there); large enough to classify, and small enough that the
+# classifier's centre crop of the whole photo did not already see them as its subject.
+SECOND_LOOK_MIN_SCORE = 0.25
+SECOND_LOOK_MIN_AREA = 0.02
+SECOND_LOOK_MAX_AREA = 0.5
+# A box overlapping a kept one this much shows an object already named.
+NAMED_REGION_IOU = 0.3
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    """What the classifier says about one region alone."""
+
+    box: Box  # the detector's box, fractions of the upright photo
+    confidences: dict[str, float]  # the classifier's label confidences (percent) there
+
+
+def second_look_target(
+    detections: list[Detection], confidences: dict[str, float], thresholds: Thresholds
+) -> Detection | None:
+    """The detector's most confident box that it found but the merge leaves unnamed, if any is
+    worth showing the classifier alone (`SECOND_LOOK_*`)."""
+    kept = [d.box for d in arbitrate(detections, confidences, thresholds)]
+    for detection in sorted(detections, key=lambda d: -d.score):
+        if detection.score < SECOND_LOOK_MIN_SCORE:
+            return None
+        left, top, right, bottom = detection.box
+        if not SECOND_LOOK_MIN_AREA <= (right - left) * (bottom - top) <= SECOND_LOOK_MAX_AREA:
+            continue
+        if kept and box_iou(np.array(detection.box), np.array(kept)).max() >= NAMED_REGION_IOU:
+            continue
+        return detection
+    return None
+
+
 def merge_labels(
     confidences: dict[str, float],
     detections: list[Detection],
@@ -205,16 +247,33 @@ def merge_labels(
     label_map: LabelMap,
     thresholds: Thresholds,
     max_labels: int,
+    second_look: SecondLook | None = None,
 ) -> list[Label]:
     """One label list from the classifier's label confidences (percent, by name) and the
     detector's detections: a name both give is one label with the higher confidence and the
-    detector's boxes; every parent of a label is a label too, at least as confident."""
+    detector's boxes; every parent of a label is a label too, at least as confident.
+
+    A `second_look`'s labels at or above its own minimum are labels too; the finest of them
+    (Fig, not its parents Fruit and Food) gets the region's box."""
     found: dict[str, float] = {
         name: score for name, score in confidences.items() if score >= thresholds.classifier
     }
     instances: dict[str, list[Instance]] = {}
     for detection in arbitrate(detections, confidences, thresholds):
-        instances.setdefault(label_name(detection), []).append(_instance(detection))
+        instances.setdefault(label_name(detection), []).append(
+            _instance(detection.box, detection.score * 100.0)
+        )
+    if second_look is not None:
+        seen = {
+            name: score
+            for name, score in second_look.confidences.items()
+            if score >= thresholds.second_look
+        }
+        coarser = {parent for name in seen for parent in parents_of(name, label_map)}
+        for name, score in seen.items():
+            found[name] = max(found.get(name, 0.0), score)
+            if name not in coarser:
+                instances.setdefault(name, []).append(_instance(second_look.box, score))
     for name, boxes in instances.items():
         boxes.sort(key=lambda instance: -instance.confidence)
         found[name] = max(found.get(name, 0.0), boxes[0].confidence)
@@ -253,11 +312,12 @@ class Prepared:
 @dataclass(frozen=True)
 class Recognition:
     labels: list[Label]
-    # CPU seconds of the calling thread for each part.
+    # CPU seconds of the calling thread for each part (the classifier's: both of its looks).
     decode_s: float
     classifier_s: float
     detector_s: float
     detections: list[Detection] = field(default_factory=list)
+    second_look: SecondLook | None = None
 
 
 def prepare(data: bytes, max_pixels: int) -> Prepared:
@@ -297,6 +357,7 @@ class Recognizer:
                 detector=settings.detector_min_confidence,
                 fallback=settings.fallback_min_confidence,
                 corroborated=settings.corroborated_min_confidence,
+                second_look=settings.second_look_min_confidence,
             ),
         )
 
@@ -311,8 +372,28 @@ class Recognizer:
         # The detector's own floor stays below ours, so the merge decides with one threshold.
         return self.detector.detect(prepared.detector_image, score_threshold=0.2)
 
+    def second_look_region(
+        self, probabilities: Array, detections: list[Detection], prepared: Prepared
+    ) -> tuple[Box, Array] | None:
+        """The region worth a second look and the classifier's input showing it, if any."""
+        target = second_look_target(
+            detections, self.label_confidences(probabilities), self.thresholds
+        )
+        if target is None:
+            return None
+        return target.box, region_sample(prepared.detector_image, target.box)
+
+    def look_again(self, region: tuple[Box, Array], probabilities: Array) -> SecondLook:
+        """The second look from the classifier's (1000,) probabilities on that region."""
+        return SecondLook(region[0], self.label_confidences(probabilities))
+
     def merge(
-        self, probabilities: Array, detections: list[Detection], prepared: Prepared, max_labels: int
+        self,
+        probabilities: Array,
+        detections: list[Detection],
+        prepared: Prepared,
+        max_labels: int,
+        second_look: SecondLook | None = None,
     ) -> list[Label]:
         return merge_labels(
             self.label_confidences(probabilities),
@@ -320,6 +401,7 @@ class Recognizer:
             label_map=self.label_map,
             thresholds=self.thresholds,
             max_labels=max_labels,
+            second_look=second_look,
         )
 
     def recognize(
@@ -336,5 +418,11 @@ class Recognizer:
         t2 = time.thread_time()
         detections = self.detect(prepared)
         t3 = time.thread_time()
-        labels = self.merge(probabilities, detections, prepared, max_labels)
-        return Recognition(labels, t1 - t0, t2 - t1, t3 - t2, detections)
+        second_look = None
+        region = self.second_look_region(probabilities, detections, prepared)
+        if region is not None:
+            crop_probabilities = self.classifier.probabilities(region[1][np.newaxis])[0]
+            second_look = self.look_again(region, crop_probabilities)
+        t4 = time.thread_time()
+        labels = self.merge(probabilities, detections, prepared, max_labels, second_look)
+        return Recognition(labels, t1 - t0, (t2 - t1) + (t4 - t3), t3 - t2, detections, second_look)

@@ -88,8 +88,8 @@ class RekognitionBackend:
     async def detect(self, task: StageTask, ctx: WorkContext) -> list[Label]:
         settings = ctx.settings
         client = await ctx.aws.client("rekognition")
-        size = (task.metadata or {}).get("bytes")
-        if isinstance(size, int) and size > _S3_OBJECT_LIMIT:
+        size = task.metadata.bytes if task.metadata else None
+        if size is not None and size > _S3_OBJECT_LIMIT:
             data = await ctx.read_object(task.bucket, task.key)
             image: dict[str, Any] = {"Bytes": await ctx.run_cpu(downscaled_jpeg, data)}
         else:
@@ -101,7 +101,7 @@ class RekognitionBackend:
                 MinConfidence=settings.tagger_min_confidence,
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = errors.error_code(exc) or ""
             message = exc.response.get("Error", {}).get("Message", str(exc))
             if code in _TRANSIENT_CODES:
                 raise errors.TransientError(f"Rekognition is busy: {code}: {message}") from exc
