@@ -17,8 +17,16 @@ $(UV):
 install: $(UV)
 	$(UV) sync --frozen --inexact
 
+# checkov (infra/checkov-requirements.txt) lives apart from .venv: it pins a boto3 that the
+# workspace's aiobotocore cannot use.
+CHECKOV := .tools/checkov/bin/checkov
+$(CHECKOV): infra/checkov-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .tools/checkov
+	$(UV) pip install --quiet --python .tools/checkov/bin/python -r infra/checkov-requirements.txt
+	touch $@
+
 # Everything, including the CDK app and linters for infra/, and the browser for web tests.
-install-dev: $(UV)
+install-dev: $(UV) $(CHECKOV)
 	$(UV) sync --frozen --all-groups
 	@if [ -x tests/browser/install_chromium.sh ]; then tests/browser/install_chromium.sh; fi
 
@@ -33,16 +41,22 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 
 typecheck: typecheck-code typecheck-infra
 
+# The tests' shared helpers and harnesses (the tests themselves are not type-checked).
+TEST_HELPERS = tests/helpers.py tests/stack_process.py tests/phone_photos.py \
+	tests/rendition_checks.py tests/conftest.py tests/api/api_harness.py \
+	tests/integration/workflow_harness.py tests/security/security_harness.py \
+	tests/security/permission_probes.py
+
 typecheck-code:
-	$(VENV)/bin/mypy --strict shared/src
-	$(VENV)/bin/mypy services/extractor/src services/thumbnailer/src services/tagger/src \
-		services/status-api/src cli/src bench
+	$(VENV)/bin/mypy --strict shared/src services/extractor/src services/thumbnailer/src \
+		services/tagger/src services/status-api/src cli/src bench
+	$(VENV)/bin/mypy --strict --cache-dir=.mypy_cache/tests $(TEST_HELPERS)
 
 # Apart, so that `make test` runs it beside the rest: aws-cdk-lib's typed modules take a cold
 # mypy over a minute, most of the checks' time on a fresh clone. Its own cache, as two mypy
 # processes writing one cache at once may collide.
 typecheck-infra:
-	$(VENV)/bin/mypy --cache-dir=.mypy_cache/infra infra/src
+	$(VENV)/bin/mypy --strict --cache-dir=.mypy_cache/infra infra/src
 
 pytest:
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15

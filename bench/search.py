@@ -13,7 +13,9 @@ query kind is asked `--repeat` times with varied values:
   it sent and the read units they cost on DynamoDB (eventually consistent, 4 KB units; moto
   reports a fixed figure for ReturnConsumedCapacity, so the units are computed from the sizes of
   the items read). "excess" is entries read beyond those returned, against the one page (51
-  entries: the page and the look-ahead) the target allows.
+  entries: the page and the look-ahead) the target allows;
+- a request reads at most that much, so a narrow search may answer a short page with a cursor:
+  "fill" is the time (p95) and the requests a client takes to fill the page by following it.
 
     python -m bench.search [--images N] [--repeat N] [--json]
 """
@@ -37,10 +39,11 @@ import httpx
 import structlog
 import uvicorn
 
-from imgproc_cli.bootstrap import bootstrap
-from imgproc_cli.embedded_aws import EMBEDDED_ACCOUNT, start_embedded_aws
+from imgproc_local.bootstrap import bootstrap
+from imgproc_local.embedded_aws import EMBEDDED_ACCOUNT, start_embedded_aws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import to_item
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames, Table
 from imgproc_shared.search import (
     SearchFilter,
@@ -134,6 +137,9 @@ def library(count: int, seed: int = 14) -> list[dict[str, Any]]:
                     "format": image_format,
                     "width": 4000,
                     "height": 3000,
+                    "mode": "RGB",
+                    "bytes": 4_000_000,
+                    "sha256": f"{i:064x}",
                     "taken_at": taken.replace(microsecond=0).isoformat(),
                     "exif": {"make": make, "model": model},
                     "gps": gps,
@@ -183,7 +189,8 @@ def load(settings: Settings, records: list[dict[str, Any]]) -> int:
     for record in records:
         images.put_item(to_item(_stored(record)))
     search = backend.get_table(names.table(Table.SEARCH))
-    items = bulk_items(s for s in (summarize(r) for r in records) if s is not None)
+    summaries = (summarize(ImageRecord.model_validate(r)) for r in records)
+    items = bulk_items(s for s in summaries if s is not None)
     for item in items:
         search.put_item(item)
     return len(items)
@@ -343,14 +350,29 @@ async def measure(
     client: httpx.AsyncClient, index: SearchIndex, all_params: list[dict[str, Any]], foreign: str
 ) -> dict[str, Any]:
     latencies, index_ms, returned, read, units, queries, excess = [], [], [], [], [], [], []
+    filled_ms, requests = [], []
     for params in all_params:
         started = time.perf_counter()
         response = await client.get("/api/images", params=params)
         latencies.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.text
-        items = response.json()["items"]
+        body = response.json()
+        items = body["items"]
         assert all(item["owner"] == OWNER for item in items), "another owner's image"
         assert foreign not in response.text
+        # A short page with a cursor (reads are bounded): what a client does to fill the page.
+        shown, cursor, sent = len(items), body["next_cursor"], 1
+        while cursor and shown < PAGE:
+            # A whole page each time: a request may read one page beyond what it returns.
+            more = await client.get("/api/images", params={**params, "cursor": cursor})
+            assert more.status_code == 200, more.text
+            shown, cursor, sent = (
+                shown + len(more.json()["items"]),
+                more.json()["next_cursor"],
+                sent + 1,
+            )
+        filled_ms.append((time.perf_counter() - started) * 1000)
+        requests.append(sent)
         started = time.perf_counter()
         page = await index.search(OWNER, as_filter(params), limit=PAGE)
         index_ms.append((time.perf_counter() - started) * 1000)
@@ -371,6 +393,8 @@ async def measure(
         "queries_mean": round(statistics.fmean(queries), 1),
         "read_units_mean": round(statistics.fmean(units), 1),
         "within_one_page": sum(1 for e in excess if e <= PAGE + 1) / len(excess),
+        "filled_p95_ms": round(percentile(filled_ms, 0.95), 1),
+        "requests_mean": round(statistics.fmean(requests), 2),
     }
 
 
@@ -397,7 +421,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     print(
         f"{'kind':32} {'p50 ms':>7} {'p95 ms':>7} {'index':>6} {'returned':>8} {'read':>6} "
-        f"{'max':>5} {'queries':>7} {'RCU':>5} {'<=page':>6}"
+        f"{'max':>5} {'queries':>7} {'RCU':>5} {'<=page':>6} {'fill p95':>8} {'reqs':>5}"
     )
     for kind, row in report["kinds"].items():
         if "read_mean" not in row:
@@ -407,7 +431,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"{kind:32} {row['p50_ms']:7.1f} {row['p95_ms']:7.1f} {row['index_p50_ms']:6.1f} "
             f"{row['returned_mean']:8.1f} "
             f"{row['read_mean']:6.1f} {row['read_max']:5d} {row['queries_mean']:7.1f} "
-            f"{row['read_units_mean']:5.1f} {row['within_one_page']:6.0%}"
+            f"{row['read_units_mean']:5.1f} {row['within_one_page']:6.0%} "
+            f"{row['filled_p95_ms']:8.1f} {row['requests_mean']:5.2f}"
         )
 
 

@@ -1,7 +1,10 @@
 """Fixtures shared by every test: a real moto server over HTTP and stacks bootstrapped on it.
 
 Each test that needs AWS gets its own resource prefix, so tests never see each other's queues,
-tables or executions, while one moto server (started once per session) serves them all.
+tables or executions, while one moto server (started once per session) serves them all. The
+server checks every call against its caller's IAM policy, as `imgproc up` does: tests sign as
+the administrator, and the harnesses' in-process services as their own users
+(`IMGPROC_IAM_ENFORCEMENT=false` runs the tests without the checks).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from imgproc_cli.bootstrap import bootstrap
-from imgproc_cli.embedded_aws import EmbeddedAws, start_embedded_aws
+from imgproc_local.bootstrap import bootstrap
+from imgproc_local.embedded_aws import EmbeddedAws, start_embedded_aws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 
@@ -27,8 +30,14 @@ from helpers import FIXTURES, eventually, make_settings  # noqa: F401
 
 @pytest.fixture(scope="session")
 def embedded_aws() -> Iterator[EmbeddedAws]:
+    from imgproc_local import moto_iam
+
     server = start_embedded_aws()
+    if Settings().iam_enforcement:
+        moto_iam.ensure_admin()
+        moto_iam.set_enforcement(True)
     yield server
+    moto_iam.set_enforcement(False)
     server.stop()
 
 

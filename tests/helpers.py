@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgproc_shared.permissions import Principal
 from imgproc_shared.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,6 +33,19 @@ def make_settings(endpoint_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def as_service(settings: Settings, principal: Principal) -> Settings:
+    """`settings` signing as the stack's `principal` (its IAM user, with the deployed policy)
+    while the session's endpoint checks permissions: an in-process service in a test then
+    needs exactly what the real one is granted. Unchanged when the checks are off."""
+    from imgproc_local import moto_iam
+    from imgproc_local.bootstrap import create_identity
+
+    if not moto_iam.enforcement_enabled():
+        return settings
+    as_principal: Settings = create_identity(settings, principal).settings(settings)
+    return as_principal
 
 
 async def eventually(

@@ -54,8 +54,10 @@ def start_stack(
     tagger: str | None = None,
     timeout: float = 120.0,
     extra_env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> RunningStack:
-    """`imgproc up` in a subprocess; `extra_env` adds IMGPROC_* settings for every service."""
+    """`imgproc up` in a subprocess; `extra_env` adds IMGPROC_* settings for every service,
+    `extra_args` options of `up` (`--auth cognito`)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGPROC_")}
     env.update({"IMGPROC_HOME": str(home), "PYTHONUNBUFFERED": "1"})
@@ -66,7 +68,15 @@ def start_stack(
     log_path = home / "up.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(IMGPROC), "up", "--port", str(api_port), "--data-dir", str(home / "data")],
+        [
+            str(IMGPROC),
+            "up",
+            "--port",
+            str(api_port),
+            "--data-dir",
+            str(home / "data"),
+            *(extra_args or []),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import uvicorn
-from helpers import eventually, make_settings
+from helpers import as_service, eventually, make_settings
 
-from imgproc_cli.bootstrap import bootstrap
+from imgproc_local.bootstrap import bootstrap
 from imgproc_shared.aws import AwsClients
+from imgproc_shared.permissions import Principal
 from imgproc_shared.settings import Settings
 from imgproc_status_api.app import create_app
 from imgproc_status_api.config import ApiSettings
@@ -80,7 +81,12 @@ async def running_api(
     }
     values.update(api_overrides)
     api_settings = ApiSettings(**values)
-    app = create_app(settings, run_starter=run_starter, api_settings=api_settings)
+    # The API signs as the status API's IAM user; the harness's `aws` stays the administrator.
+    app = create_app(
+        as_service(settings, Principal.STATUS_API),
+        run_starter=run_starter,
+        api_settings=api_settings,
+    )
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

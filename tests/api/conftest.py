@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 

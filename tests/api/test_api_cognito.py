@@ -18,7 +18,8 @@ import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
+from imgproc_status_api.config import ApiSettings
 
 from api_harness import ApiHarness, bootstrapped_stack, running_api
 
@@ -102,7 +103,11 @@ async def test_a_valid_cognito_token_identifies_the_user_by_sub(
 ) -> None:
     me = await api.client.get("/api/auth/me", headers=bearer(token(issuer)))
     assert me.status_code == 200, me.text
-    assert me.json() == {"id": "8f0c2a1e-1111-4c3b-9d2e-0123456789ab", "name": "carol"}
+    assert me.json() == {
+        "id": "8f0c2a1e-1111-4c3b-9d2e-0123456789ab",
+        "name": "carol",
+        "operator": False,
+    }
     # An access token names the app client in `client_id` instead of `aud`.
     access = token(issuer, aud=None, client_id=CLIENT_ID, token_use="access", username="carol")
     assert (await api.client.get("/api/auth/me", headers=bearer(access))).status_code == 200
@@ -159,3 +164,42 @@ async def test_hmac_tokens_and_local_sign_in_are_refused_in_cognito_mode(
         forged = hs256_token(claims, public_key)
         answer = await api.client.get("/api/auth/me", headers=bearer(forged))
         assert answer.status_code == 401, answer.text
+
+
+async def test_auth_config_tells_the_client_to_sign_in_with_the_user_pool(
+    api: ApiHarness, issuer: str
+) -> None:
+    response = await api.client.get("/api/auth-config")
+    assert response.status_code == 200, response.text
+    # The pool id is the issuer's last segment; the app client is the audience.
+    assert response.json()["mode"] == "cognito"
+    assert response.json()["user_pool_id"] == "pool"
+    assert response.json()["client_id"] == CLIENT_ID
+    # On AWS the endpoint is the issuer's regional user pool API; `up` names its own.
+    on_aws = ApiSettings(
+        cognito_issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+    )
+    assert on_aws.cognito_user_pool_id == "eu-west-1_AbC123"
+    assert on_aws.cognito_sign_in_endpoint == "https://cognito-idp.eu-west-1.amazonaws.com/"
+    local = on_aws.model_copy(update={"cognito_endpoint": "http://127.0.0.1:4566/"})
+    assert local.cognito_sign_in_endpoint == "http://127.0.0.1:4566/"
+
+
+async def test_members_of_the_operators_group_are_operators_and_others_are_not(
+    api: ApiHarness, issuer: str
+) -> None:
+    member = token(issuer, sub="opsuser1", **{"cognito:groups": ["staff", "operators"]})
+    other = token(issuer, sub="plainuser1", **{"cognito:groups": ["staff"]})
+    none = token(issuer, sub="plainuser2")
+    me = await api.client.get("/api/auth/me", headers=bearer(member))
+    assert me.json()["operator"] is True
+    assert (
+        await api.client.get("/api/operators/queues", headers=bearer(member))
+    ).status_code == 200
+    for plain in (other, none):
+        assert (await api.client.get("/api/auth/me", headers=bearer(plain))).json()[
+            "operator"
+        ] is False
+        refused = await api.client.get("/api/operators/queues", headers=bearer(plain))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "operator_only"

@@ -7,9 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
+from botocore.exceptions import ClientError
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.resources import Queue, ResourceNames
 
 from api_harness import ApiHarness, bootstrapped_stack, running_api
@@ -93,3 +95,44 @@ async def test_dead_letters_are_counted_listed_replayed_and_purged(api: ApiHarne
 
     unknown = await api.client.get("/api/operators/dead-letters/nope", headers=headers)
     assert unknown.status_code == 404 and unknown.json()["code"] == "queue_not_found"
+
+
+async def test_operators_act_through_the_operations_role_which_the_api_itself_lacks(
+    api: ApiHarness,
+) -> None:
+    """The public API's own identity may not purge (or read) a dead-letter queue; an operator's
+    replay and purge work, signed with the operations role's temporary credentials."""
+    from helpers import as_service
+
+    from imgproc_local import moto_iam
+    from imgproc_shared.aws import AwsClients
+    from imgproc_shared.errors import access_denial
+    from imgproc_shared.permissions import Principal
+
+    if not moto_iam.enforcement_enabled():
+        pytest.skip("IAM enforcement is off in this session")
+    names = ResourceNames.from_settings(api.settings)
+    api_identity = as_service(api.settings, Principal.STATUS_API)
+    assert api_identity.operations_role_arn == (
+        f"arn:aws:iam::123456789012:role/{names.prefix}-operations"
+    )
+    url = (await api.aws.sqs.get_queue_url(QueueName=names.dead_letter_queue(Queue.TAG)))[
+        "QueueUrl"
+    ]
+    async with AwsClients(api_identity) as public:
+        with pytest.raises(ClientError) as denied:
+            await public.sqs.purge_queue(QueueUrl=url)
+    denial = access_denial(denied.value)
+    assert denial is not None and denial.action == "sqs:PurgeQueue"
+
+    headers = await api.sign_in("operator")
+    await _dead_letter(api, "img-role-1")
+    replayed = await api.client.post(
+        "/api/operators/dead-letters/tag/replay", json={}, headers=headers
+    )
+    assert replayed.status_code == 200 and replayed.json()["moved"] == 1, replayed.text
+    await _dead_letter(api, "img-role-2")
+    purged = await api.client.post(
+        "/api/operators/dead-letters/tag/purge", json={"confirm": True}, headers=headers
+    )
+    assert purged.status_code == 200 and purged.json()["purged"] == 1, purged.text

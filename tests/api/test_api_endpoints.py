@@ -84,7 +84,7 @@ async def test_health_and_openapi_need_no_token(api: ApiHarness) -> None:
     assert create["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     # Labels document their instances' boxes, as fractions of the upright image.
     schemas = spec["components"]["schemas"]
-    instance_ref = schemas["LabelOut"]["properties"]["instances"]["items"]["$ref"]
+    instance_ref = schemas["Label"]["properties"]["instances"]["items"]["$ref"]
     instance = schemas[instance_ref.rsplit("/", 1)[-1]]
     box = schemas[instance["properties"]["bounding_box"]["$ref"].rsplit("/", 1)[-1]]
     assert set(box["required"]) == {"left", "top", "width", "height"}
@@ -123,7 +123,7 @@ async def test_sign_in_issues_a_token_that_identifies_the_user(api: ApiHarness) 
     me = await api.client.get(
         "/api/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
     )
-    assert me.json() == {"id": "alice4", "name": "alice4"}
+    assert me.json() == {"id": "alice4", "name": "alice4", "operator": True}
 
 
 @pytest.mark.parametrize(

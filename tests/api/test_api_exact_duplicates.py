@@ -109,7 +109,7 @@ async def test_second_upload_of_the_same_bytes_is_a_duplicate_without_execution(
     record = await Catalog(api.aws, ResourceNames.from_settings(api.settings)).get_image(second)
     assert record is not None
     with pytest.raises(Exception, match=r"404|Not Found"):
-        await api.aws.s3.head_object(Bucket=record["bucket"], Key=record["key"])
+        await api.aws.s3.head_object(Bucket=str(record.bucket), Key=str(record.key))
 
     # The duplicate shows the original's results through it.
     table = ResourceNames.from_settings(api.settings).table(Table.IMAGES)
@@ -118,8 +118,21 @@ async def test_second_upload_of_the_same_bytes_is_a_duplicate_without_execution(
         Key={"image_id": {"S": first}},
         UpdateExpression="SET metadata = :m, tags = :t, thumbnails = :r",
         ExpressionAttributeValues={
-            ":m": {"S": json.dumps({"format": "JPEG", "width": 451, "height": 300})},
-            ":t": {"S": json.dumps({"labels": [{"name": "Cup", "confidence": 90.0}]})},
+            ":m": {
+                "S": json.dumps(
+                    {
+                        "format": "JPEG",
+                        "width": 451,
+                        "height": 300,
+                        "mode": "RGB",
+                        "bytes": 1000,
+                        "sha256": "0" * 64,
+                    }
+                )
+            },
+            ":t": {
+                "S": json.dumps({"labels": [{"name": "Cup", "confidence": 90.0}], "backend": "t"})
+            },
             ":r": {
                 "S": json.dumps(
                     {
@@ -167,7 +180,7 @@ async def test_identical_uploads_at_the_same_moment_give_one_original(api: ApiHa
     catalog = Catalog(api.aws, ResourceNames.from_settings(settings))
     records = [await catalog.get_image(i) for i in ids]
     starter = Starter(api.aws, settings, api.outputs["state_machine_arn"])
-    events = [ObjectCreated(r["bucket"], r["key"], None, None) for r in records if r]
+    events = [ObjectCreated(str(r.bucket), str(r.key), None, None) for r in records if r]
     await asyncio.gather(*(starter.start_image(e) for e in events), return_exceptions=True)
 
     settled = [await _settled(api, headers, i) for i in ids]
@@ -199,7 +212,9 @@ async def test_deleting_the_original_promotes_its_duplicate_and_then_releases_th
     assert duplicate in await _executions(api)
 
     names = ResourceNames.from_settings(api.settings)
-    sha256 = (await Catalog(api.aws, names).get_image(duplicate) or {})["content_sha256"]
+    duplicate_record = await Catalog(api.aws, names).get_image(duplicate)
+    assert duplicate_record is not None and duplicate_record.content_sha256 is not None
+    sha256 = duplicate_record.content_sha256
     claim_key = content_claim_key("dup-delete", sha256)
 
     async def claim() -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from helpers import eventually
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.resources import ResourceNames
 

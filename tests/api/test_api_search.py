@@ -22,8 +22,10 @@ import pytest
 import pytest_asyncio
 from helpers import eventually
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.catalog import to_item
+from imgproc_shared.duplicates import ExactDuplicates
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames, Table
 from imgproc_shared.search import SearchFilter, SearchIndex
 from imgproc_shared.settings import Settings
@@ -61,11 +63,17 @@ def record(
         "format": image_format,
         "width": 64,
         "height": 48,
+        "mode": "RGB",
+        "bytes": 4096,
+        "sha256": image_id * 2,
         "taken_at": taken_at,
         "exif": {"make": camera[0], "model": camera[1]} if camera else {},
         "gps": {"latitude": place[0], "longitude": place[1]} if place else None,
     }
-    tags = {"labels": [{"name": n, "confidence": 90.0, "parents": p} for n, p in labels]}
+    tags = {
+        "labels": [{"name": n, "confidence": 90.0, "parents": p} for n, p in labels],
+        "backend": "test",
+    }
     return {
         "image_id": image_id,
         "owner": owner,
@@ -82,6 +90,7 @@ def record(
 async def store(api: ApiHarness, rec: dict[str, Any], *, announce: bool = True) -> None:
     """Write the record as the workflow leaves it and announce it on `stored`."""
     names = ResourceNames.from_settings(api.settings)
+    rec.setdefault("bucket", names.bucket)  # every record names its bucket
     await api.aws.dynamodb.put_item(TableName=names.table(Table.IMAGES), Item=to_item(rec))
     if announce:
         event = {k: rec[k] for k in ("image_id", "album_id", "owner", "status")}
@@ -130,7 +139,10 @@ async def test_the_index_follows_processed_retagged_and_deleted_images(api: ApiH
         {
             **dog,
             "tags": json.dumps(
-                {"labels": [{"name": "Car", "parents": ["Vehicle"], "confidence": 80.0}]}
+                {
+                    "labels": [{"name": "Car", "parents": ["Vehicle"], "confidence": 80.0}],
+                    "backend": "test",
+                }
             ),
         },
     )
@@ -147,7 +159,9 @@ async def test_the_index_follows_processed_retagged_and_deleted_images(api: ApiH
     gone = record("search-follow", album, "2024-07-15T10:00:00", [CAT])
     index = SearchIndex(api.aws, ResourceNames.from_settings(api.settings))
     await index.index_record(
-        {**gone, "metadata": json.loads(gone["metadata"]), "tags": json.loads(gone["tags"])}
+        ImageRecord.model_validate(
+            {**gone, "metadata": json.loads(gone["metadata"]), "tags": json.loads(gone["tags"])}
+        )
     )
 
     async def indexed() -> list[str]:
@@ -202,7 +216,9 @@ async def library(api: ApiHarness) -> dict[str, Any]:
     for rec in records + stranger:
         await store(api, rec, announce=False)
         await index.index_record(
-            {**rec, "metadata": json.loads(rec["metadata"]), "tags": json.loads(rec["tags"])}
+            ImageRecord.model_validate(
+                {**rec, "metadata": json.loads(rec["metadata"]), "tags": json.loads(rec["tags"])}
+            )
         )
     ids = [r["image_id"] for r in records]
     return {"headers": headers, "ids": ids, "albums": (first, second), "stranger": stranger[0]}
@@ -291,6 +307,84 @@ async def test_another_owners_images_never_appear(api: ApiHarness, library: dict
         headers=intruder,
     )
     assert response.status_code == 200 and response.json()["items"] == []
+
+
+async def test_a_request_reads_at_most_one_page_beyond_what_it_returns(
+    api: ApiHarness,
+) -> None:
+    """A filter that rejects what its partition holds ends the page short, even empty, with a
+    cursor; following the cursors finds every match once."""
+    owner = "search-bounded"
+    headers = await api.sign_in(owner)
+    album = (await api.create_album(headers, "bounded"))["album_id"]
+    leica = ("Leica", "Leica Q2")
+    # The camera's partition (3) drives `dog + leica`; its two newest entries are cars.
+    spec = [
+        ("2024-05-06T10:00:00", [CAR], leica),
+        ("2024-05-05T10:00:00", [CAR], leica),
+        ("2024-05-04T10:00:00", [DOG], leica),
+        *[(f"2024-04-0{day}T10:00:00", [DOG], None) for day in range(1, 5)],
+    ]
+    records = [record(owner, album, taken, tags, camera=camera) for taken, tags, camera in spec]
+    index = SearchIndex(api.aws, ResourceNames.from_settings(api.settings))
+    for rec in records:
+        await store(api, rec, announce=False)
+        await index.index_record(
+            ImageRecord.model_validate(
+                {**rec, "metadata": json.loads(rec["metadata"]), "tags": json.loads(rec["tags"])}
+            )
+        )
+    flt = SearchFilter(labels=("dog",), camera="leica")
+    for limit in (1, 2, 3):
+        after, walked, pages = None, [], []
+        while True:
+            page = await index.search(owner, flt, limit=limit, after=after)
+            assert page.stats.items <= len(page.entries) + limit + 1, (limit, page.stats)
+            walked += [entry.image_id for entry in page.entries]
+            pages.append(len(page.entries))
+            if page.next_after is None:
+                break
+            after = page.next_after
+        assert walked == [records[2]["image_id"]], limit
+        if limit == 1:
+            assert pages == [0, 1]  # an empty page with a cursor, then the match
+    first = await api.client.get(
+        "/api/images", params={"label": "dog", "camera": "leica", "limit": 1}, headers=headers
+    )
+    assert first.json()["items"] == [] and first.json()["next_cursor"]
+    assert await search(api, headers, label="dog", camera="leica", limit=1) == [
+        records[2]["image_id"]
+    ]
+    dogs_newest_first = [records[2], *reversed(records[3:])]
+    assert await search(api, headers, label="dog", limit=2) == [
+        r["image_id"] for r in dogs_newest_first
+    ]
+
+
+async def test_a_recorded_duplicate_is_indexed_at_once(api: ApiHarness) -> None:
+    """A `DUPLICATE` has no workflow to announce it on `stored`: its recorder indexes it."""
+    owner = "search-duplicates"
+    headers = await api.sign_in(owner)
+    album = (await api.create_album(headers, "dups"))["album_id"]
+    names = ResourceNames.from_settings(api.settings)
+    data = uuid.uuid4().bytes * 64
+    images = []
+    for taken in ("2024-02-01T10:00:00", "2024-02-02T10:00:00"):
+        rec = {**record(owner, album, taken, [DOG]), "status": "PROCESSING"}
+        await api.aws.s3.put_object(Bucket=names.bucket, Key=rec["key"], Body=data)
+        await store(api, rec, announce=False)
+        images.append(rec)
+    duplicates = ExactDuplicates(api.aws, names)
+    decisions = [
+        await duplicates.recorded_as_duplicate(
+            image_id=rec["image_id"], bucket=names.bucket, key=rec["key"], owner=owner
+        )
+        for rec in images
+    ]
+    assert decisions == [False, True]
+    # No announcement and no reindex: found at once.
+    assert await search(api, headers) == [images[1]["image_id"]]
+    assert await search(api, headers, status="duplicate") == [images[1]["image_id"]]
 
 
 @pytest.mark.parametrize(

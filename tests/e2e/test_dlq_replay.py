@@ -65,7 +65,7 @@ def _status(stack: RunningStack, image_id: str) -> str | None:
         async with AwsClients(stack.settings) as aws:
             names = ResourceNames.from_settings(stack.settings)
             record = await Catalog(aws, names).get_image(image_id)
-            return record["status"] if record else None
+            return record.status if record else None
 
     return asyncio.run(status())
 

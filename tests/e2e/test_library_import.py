@@ -115,9 +115,11 @@ def _journal_uploaded(path: Path) -> int:
     if not path.exists():
         return 0
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return int(
-            db.execute("SELECT COUNT(*) FROM imports WHERE state != 'pending'").fetchone()[0]
-        )
+        try:
+            row = db.execute("SELECT COUNT(*) FROM imports WHERE state != 'pending'").fetchone()
+        except sqlite3.OperationalError:  # the import has created the file, not yet its table
+            return 0
+        return int(row[0])
 
 
 async def _album_counts(stack: RunningStack, owner: str) -> dict[str, list[dict[str, Any]]]:
@@ -130,13 +132,13 @@ async def _album_counts(stack: RunningStack, owner: str) -> dict[str, list[dict[
             after = None
             while True:
                 page, after = await catalog.list_album_images(
-                    album["album_id"], limit=100, after=after
+                    album.album_id, limit=100, after=after
                 )
-                images += page
+                images += [r.model_dump(mode="json", exclude_unset=True) for r in page]
                 if after is None:
                     break
-            assert album["name"] not in albums, f"two albums named {album['name']!r}"
-            albums[album["name"]] = images
+            assert album.name not in albums, f"two albums named {album.name!r}"
+            albums[album.name] = images
     return albums
 
 
@@ -225,10 +227,13 @@ def _s3(stack: RunningStack) -> Any:
 async def _records(stack: RunningStack, ids: list[str]) -> dict[str, dict[str, Any]]:
     async with AwsClients(stack.settings) as aws:
         catalog = Catalog(aws, ResourceNames.from_settings(stack.settings))
-        found = {r["image_id"]: r for r in await catalog.get_images(ids)}
+        found = {
+            r.image_id: r.model_dump(mode="json", exclude_unset=True)
+            for r in await catalog.get_images(ids)
+        }
         for record in found.values():
             album = await catalog.get_album(record["album_id"])
-            record["album"] = album
+            record["album"] = album.model_dump() if album else None
         return found
 
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from imgproc_cli.aws_target import StackNotFound, setting_name, settings_from_stack_outputs
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.settings import Settings
 
 REGION = "us-east-1"

@@ -99,7 +99,12 @@ def test_rekognition_backend_lets_the_tagger_alone_call_detect_labels(
         (
             roles[TAGGER],
             # DetectLabels has no resource-level permissions: "*" is its only resource.
-            {"Action": "rekognition:DetectLabels", "Effect": "Allow", "Resource": "*"},
+            {
+                "Sid": "DetectLabels",
+                "Action": "rekognition:DetectLabels",
+                "Effect": "Allow",
+                "Resource": "*",
+            },
         )
     ]
     assert container_environment(deployed, TAGGER)["IMGPROC_TAGGER_BACKEND"] == "rekognition"

@@ -15,7 +15,7 @@ from typing import Any
 
 from helpers import eventually
 
-from imgproc_cli.bootstrap import bootstrap
+from imgproc_local.bootstrap import bootstrap
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
@@ -41,7 +41,11 @@ async def status_of(settings: Settings, aws: AwsClients, image_id: str, wanted: 
 
     async def check() -> Any:
         record = await catalog.get_image(image_id)
-        return record if record and record["status"] == wanted else None
+        return (
+            record.model_dump(mode="json", exclude_unset=True)
+            if record and record.status == wanted
+            else None
+        )
 
     return await eventually(check, timeout=40, what=f"{image_id} {wanted}")
 
@@ -216,8 +220,8 @@ async def test_rerun_starts_one_execution_even_when_two_replays_race(
         assert [e["name"] for e in executions["executions"]] == ["img-race-r1"]
         record = await catalog.get_image("img-race")
         assert record is not None
-        assert record["status"] == "PROCESSING" and record["execution_arn"] in started
-        assert record["reruns"] == 1 and "error_code" not in record
+        assert record.status == "PROCESSING" and record.execution_arn in started
+        assert record.reruns == 1 and record.error_code is None
         again = await DeadLetters(aws, settings).rerun("img-race")
         assert again == "image is PROCESSING, not FAILED"
 

@@ -12,15 +12,15 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from imgproc_cli import moto_speedups
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local import request_counter
+from imgproc_local.embedded_aws import EmbeddedAws
 
 
 def test_one_connection_serves_many_requests(embedded_aws: EmbeddedAws) -> None:
     connection = http.client.HTTPConnection(embedded_aws.host, embedded_aws.port, timeout=10)
     sockets = set()
     for _ in range(3):
-        connection.request("GET", moto_speedups.STATS_PATH)
+        connection.request("GET", request_counter.STATS_PATH)
         response = connection.getresponse()
         response.read()
         assert response.status == 200

@@ -20,9 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 from helpers import eventually
 
-from imgproc_cli import moto_speedups
-from imgproc_cli.bootstrap import STATE_MACHINE_ROLE
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local import moto_speedups, request_counter
+from imgproc_local.bootstrap import STATE_MACHINE_ROLE
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 
@@ -206,7 +206,7 @@ async def test_executions_sharing_a_program_keep_their_own_retries_and_callbacks
 
 
 def _stats(endpoint_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(endpoint_url + moto_speedups.STATS_PATH, timeout=5) as response:
+    with urllib.request.urlopen(endpoint_url + request_counter.STATS_PATH, timeout=5) as response:
         stats: dict[str, Any] = json.loads(response.read())
     return stats
 

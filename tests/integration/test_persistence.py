@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imgproc_cli.bootstrap import bootstrap
-from imgproc_cli.persistence import StateStore
+from imgproc_local.bootstrap import bootstrap
+from imgproc_local.persistence import StateStore
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.resources import ResourceNames, incoming_key, thumbnail_key
@@ -47,7 +47,7 @@ async def test_snapshot_restores_tables_and_objects(
         assert restored == {"Albums": 1, "Images": 1, "Search": 0, "objects": 1}
         fresh_names = ResourceNames.from_settings(fresh)
         record = await Catalog(fresh_aws, fresh_names).get_image("img1")
-        assert record is not None and record["file_name"] == "beach.jpg"
+        assert record is not None and record.file_name == "beach.jpg"
         obj = await fresh_aws.s3.get_object(Bucket=fresh_names.bucket, Key=thumb)
         assert obj["ContentType"] == "image/jpeg"
         async with obj["Body"] as body:

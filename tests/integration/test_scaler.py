@@ -11,9 +11,9 @@ from pathlib import Path
 
 from helpers import eventually
 
-from imgproc_cli.bootstrap import bootstrap
-from imgproc_cli.scaler import LocalScaler, QueueWatcher, decision_logger, read_workers_file
-from imgproc_cli.supervisor import ServiceSpec, Supervisor
+from imgproc_local.bootstrap import bootstrap
+from imgproc_local.scaler import LocalScaler, QueueWatcher, decision_logger, read_workers_file
+from imgproc_local.supervisor import ServiceSpec, Supervisor
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.dead_letters import DeadLetters
@@ -105,8 +105,8 @@ async def test_flooded_queue_scales_out_to_the_bound_drains_and_scales_back_in(
             assert tick() == 1
             await eventually(lambda: tick() == 3, timeout=20, interval=0.2, what="3 workers")
             recorded = read_workers_file(settings)
-            assert recorded is not None and recorded["services"]["tagger"]["workers"] == 3
-            assert len(recorded["services"]["tagger"]["pids"]) == 3
+            assert recorded is not None and recorded.services["tagger"].workers == 3
+            assert len(recorded.services["tagger"].pids) == 3
 
             async def drained() -> bool:
                 tick()
@@ -130,7 +130,7 @@ async def test_flooded_queue_scales_out_to_the_bound_drains_and_scales_back_in(
         # No message lost or left: every image's tag stage finished, nothing dead-lettered.
         records = await Catalog(aws, names).get_images(image_ids)
         assert len(records) == MESSAGES
-        unfinished = [r["image_id"] for r in records if "finished_at" not in r.get("stage_tag", {})]
+        unfinished = [r.image_id for r in records if not (r.stage_tag and r.stage_tag.finished_at)]
         assert unfinished == []
         depth = await dead.depth(Queue.TAG)
         assert (depth.visible, depth.in_flight, depth.dead_letters) == (0, 0, 0)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from imgproc_cli import moto_speedups, persistence
-from imgproc_cli.persistence import (
+from imgproc_local import persistence, request_counter
+from imgproc_local.persistence import (
     PERSISTED_TABLES,
     InProcessState,
     Snapshots,
@@ -99,7 +99,7 @@ def _files(store: StateStore) -> dict[str, bytes]:
 
 
 def _housekeeping_reads() -> dict[str, int]:
-    counts = moto_speedups.request_counts()["housekeeping_requests"]
+    counts = request_counter.request_counts()["housekeeping_requests"]
     return {
         "Scan": counts.get("dynamodb", {}).get("Scan", 0),
         "GetObject": counts.get("s3", {}).get("GetObject", 0),

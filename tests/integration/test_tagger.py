@@ -15,8 +15,8 @@ import pytest
 from helpers import FIXTURES, eventually
 from PIL import Image
 
-from imgproc_cli.bootstrap import bootstrap
 from imgproc_extractor.handler import RESULT_ATTRIBUTE
+from imgproc_local.bootstrap import bootstrap
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import ImageMetadata, Rendition, StageTask, ThumbnailResult
@@ -51,14 +51,19 @@ async def work_context(settings: Settings) -> AsyncIterator[WorkContext]:
             yield WorkContext(settings, aws, names, pool)
 
 
-def task_for(ctx: WorkContext, key: str, **metadata: Any) -> StageTask:
+def task_for(ctx: WorkContext, key: str, size: int | None = None) -> StageTask:
+    metadata = None
+    if size is not None:
+        metadata = ImageMetadata(
+            format="JPEG", width=1, height=1, mode="RGB", bytes=size, sha256="0"
+        )
     return StageTask(
         task_token="unused",
         stage=Stage.TAG,
         image_id="img1",
         bucket=ctx.names.bucket,
         key=key,
-        metadata=metadata or None,
+        metadata=metadata,
     )
 
 
@@ -69,7 +74,7 @@ async def test_rekognition_labels_are_mapped_with_their_parents(
         key = "incoming/alice/a1/img1.jpg"
         body = (PHOTOS / "cat_chelsea.jpg").read_bytes()
         await ctx.aws.s3.put_object(Bucket=ctx.names.bucket, Key=key, Body=body)
-        result = await tagger.handle(task_for(ctx, key, bytes=len(body)), ctx)
+        result = await tagger.handle(task_for(ctx, key, size=len(body)), ctx)
     # moto's canned DetectLabels answer, in our shape.
     assert result.backend == "rekognition"
     assert [(x.name, round(x.confidence, 2), x.parents) for x in result.labels] == [
@@ -148,8 +153,10 @@ async def test_local_model_labels_real_photos_through_the_workflow(
 
             async def processed(image_id: str) -> dict[str, Any] | None:
                 record = await catalog.get_image(image_id)
-                done = record and record["status"] in ("PROCESSED", "REJECTED", "FAILED")
-                return record if done else None
+                done = record and record.status in ("PROCESSED", "REJECTED", "FAILED")
+                return (
+                    record.model_dump(mode="json", exclude_unset=True) if record and done else None
+                )
 
             cat = await eventually(lambda: processed("cat"), timeout=60, what="cat processed")
             coffee = await eventually(

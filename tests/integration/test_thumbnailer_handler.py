@@ -14,7 +14,7 @@ from PIL import Image
 
 from imgproc_extractor.metadata import ObjectBytes, describe
 from imgproc_shared.errors import CorruptImage
-from imgproc_shared.models import StageTask
+from imgproc_shared.models import Exif, ImageMetadata, StageTask
 from imgproc_shared.resources import ResourceNames, Stage, incoming_key, thumbnail_key
 from imgproc_shared.worker.runtime import WorkContext
 from imgproc_thumbnailer.handler import handle
@@ -29,6 +29,19 @@ IMAGES = Path(__file__).parents[1] / "fixtures" / "images"
 def executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield pool
+
+
+def _metadata(fmt: str, width: int, height: int, *, orientation: int | None) -> ImageMetadata:
+    """The extractor's answer, as far as the thumbnailer reads it."""
+    return ImageMetadata(
+        format=fmt,
+        width=width,
+        height=height,
+        mode="RGB",
+        bytes=1,
+        sha256="0",
+        exif=Exif(orientation=orientation),
+    )
 
 
 async def _put(aws: Any, bucket: str, image_id: str, body: bytes) -> str:
@@ -61,7 +74,7 @@ async def test_handle_writes_both_renditions_and_a_placeholder(
         image_id=image_id,
         bucket=names.bucket,
         key=key,
-        metadata={"format": "JPEG", "width": 2400, "height": 1600, "exif": {"orientation": 6}},
+        metadata=_metadata("JPEG", 2400, 1600, orientation=6),
     )
     ctx = WorkContext(settings, aws, names, executor)
 
@@ -121,7 +134,9 @@ async def test_phone_formats_make_upright_renditions(
         image_id=image_id,
         bucket=names.bucket,
         key=key,
-        metadata={"format": facts.format, "exif": {"orientation": facts.fields.exif.orientation}},
+        metadata=_metadata(
+            facts.format, facts.width, facts.height, orientation=facts.fields.exif.orientation
+        ),
     )
     result = await handle(task, WorkContext(settings, aws, names, executor))
     sizes = {r.name: (r.width, r.height) for r in result.renditions}

@@ -15,8 +15,8 @@ from typing import Any
 
 from helpers import eventually
 
-from imgproc_cli.bootstrap import bootstrap
 from imgproc_extractor.handler import RESULT_ATTRIBUTE
+from imgproc_local.bootstrap import bootstrap
 from imgproc_shared import errors
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
@@ -68,7 +68,11 @@ async def test_metadata_is_on_the_record_while_the_other_stages_run(stack: Any) 
 
     async def with_metadata() -> Any:
         record = await catalog.get_image("img-early")
-        return record if record and record.get("metadata") else None
+        return (
+            record.model_dump(mode="json", exclude_unset=True)
+            if record and record.metadata
+            else None
+        )
 
     async with pipeline(settings, aws, {Stage.TAG: held_tag}):
         await upload(settings, aws, "img-early")

@@ -122,7 +122,7 @@ async def records(settings: Settings, image_ids: list[str]) -> dict[str, dict[st
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(image_ids), 100):
             for record in await catalog.get_images(image_ids[start : start + 100]):
-                found[str(record["image_id"])] = record
+                found[record.image_id] = record.model_dump(mode="json", exclude_unset=True)
         return found
 
 

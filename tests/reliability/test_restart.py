@@ -98,7 +98,7 @@ async def test_data_survives_clean_stop_and_kill_and_unfinished_images_resume(
         async with AwsClients(second.settings) as aws:
             catalog = Catalog(aws, ResourceNames.from_settings(second.settings))
             album = await catalog.get_album(str(before[kept[0].image_id]["album_id"]))
-        assert album is not None and album["name"] == "Kept", album
+        assert album is not None and album.name == "Kept", album
 
         # Then kill -9 while some images are unfinished, once a snapshot holds them all.
         pending = await upload_files(

@@ -24,7 +24,7 @@ import httpx
 import uvicorn
 from PIL import Image
 
-from imgproc_cli.bootstrap import bootstrap
+from imgproc_local.bootstrap import bootstrap
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 from imgproc_status_api.app import create_app

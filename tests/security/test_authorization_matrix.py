@@ -21,7 +21,8 @@ import jwt
 import pytest
 from helpers import make_settings
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
+from imgproc_shared.models import ImageStatus, TagResult
 from imgproc_shared.resources import Queue
 from imgproc_shared.search import SearchIndex
 from imgproc_status_api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalTokens
@@ -35,7 +36,12 @@ from security_harness import (
     threaded_api,
 )
 
-PUBLIC_OPERATIONS = {("GET", "/healthz"), ("POST", "/api/auth/sign-in")}
+# How to sign in (auth-config) is asked before anyone is signed in.
+PUBLIC_OPERATIONS = {
+    ("GET", "/healthz"),
+    ("POST", "/api/auth/sign-in"),
+    ("GET", "/api/auth-config"),
+}
 # Operator views are not owned by anyone (see test_dead_letters_do_not_show_other_users_images).
 UNOWNED_PATH_PARAMETERS = {"queue", "message_id"}
 # Operator routes act on every user's things by design (who is an operator is checked in
@@ -148,7 +154,7 @@ def test_every_operation_but_health_and_sign_in_needs_a_token(
                 continue
             assert_error(response, 401, {"unauthorized"})
             assert response.headers.get("www-authenticate") == "Bearer"
-    assert public == PUBLIC_OPERATIONS  # both still exist, so the exemption is not stale
+    assert public == PUBLIC_OPERATIONS  # all still exist, so the exemption is not stale
 
 
 # ---------- bad tokens ----------
@@ -281,7 +287,8 @@ def test_unowned_listings_show_only_the_callers_things(
     assert {a["album_id"] for a in albums} == {intruder.album_id}
     assert owner.album_id not in json.dumps(albums)
     me = api.client.get("/api/auth/me", headers=intruder.headers).json()
-    assert me == {"id": intruder.name, "name": intruder.name}
+    # With no operator list configured, every signed-in user of the one-machine stack is one.
+    assert me == {"id": intruder.name, "name": intruder.name, "operator": True}
 
 
 def test_a_forged_cursor_cannot_reach_into_another_album(
@@ -372,7 +379,7 @@ def test_duplicates_list_only_the_callers_images(api: ThreadedApi) -> None:
             )
             await state.aws.dynamodb.update_item(
                 TableName=state.catalog.images_table,
-                Key={"image_id": {"S": copy["image_id"]}},
+                Key={"image_id": {"S": copy.image_id}},
                 UpdateExpression="SET #s = :duplicate, duplicate_of = :original",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
@@ -424,7 +431,13 @@ def test_search_and_label_facets_show_only_the_callers_images(
     async def index_as_processed(user: UserData) -> None:
         record = await state.catalog.get_image(user.image_id)
         labels = [{"name": "Secret Dog", "confidence": 90.0, "parents": ["Animal"]}]
-        processed = {**record, "status": "PROCESSED", "tags": {"labels": labels}}
+        assert record is not None
+        processed = record.model_copy(
+            update={
+                "status": ImageStatus.PROCESSED,
+                "tags": TagResult.model_validate({"labels": labels, "backend": "test"}),
+            }
+        )
         await SearchIndex(state.aws, state.names).index_record(processed)
 
     api.on_api_loop(index_as_processed(owner))

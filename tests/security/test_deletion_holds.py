@@ -25,9 +25,10 @@ from botocore.exceptions import ClientError
 from helpers import make_settings
 from PIL import Image
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.catalog import DELETED
 from imgproc_shared.dead_letters import DeadLetters
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import Queue, execution_arn, thumbnail_key
 
 from security_harness import ThreadedApi, UserData, small_jpeg, threaded_api, wait_for
@@ -76,7 +77,9 @@ def upload(granted: dict[str, Any]) -> None:
 
 
 def record(api: ThreadedApi, image_id: str) -> dict[str, Any] | None:
-    return api.on_api_loop(api.app.state.api.catalog.get_image(image_id))
+    """The image's record as stored (only the attributes it holds)."""
+    found = api.on_api_loop(api.app.state.api.catalog.get_image(image_id))
+    return found.model_dump(mode="json", exclude_unset=True) if found else None
 
 
 def status(api: ThreadedApi, image_id: str) -> str | None:
@@ -187,7 +190,10 @@ def test_stage_answers_after_a_delete_write_nothing(api: ThreadedApi, owner: Use
     catalog = api.app.state.api.catalog
     written = api.on_api_loop(
         catalog.record_stage(
-            image_id, "extract", {"finished_at": "x"}, {"metadata": {"format": "JPEG"}}
+            image_id,
+            "extract",
+            {"started_at": "x", "finished_at": "x"},
+            {"metadata": {"format": "JPEG"}},
         )
     )
     assert written is True
@@ -210,7 +216,7 @@ def test_the_workflow_stores_nothing_for_an_image_deleted_while_it_ran(
     catalog = api.app.state.api.catalog
     to_store, to_fail = started(api, grant(api, owner)), started(api, grant(api, owner))
     for image_id in (to_store, to_fail):
-        api.on_api_loop(catalog.tombstone_image({"image_id": image_id, "owner": owner.name}))
+        api.on_api_loop(catalog.tombstone_image(ImageRecord(image_id=image_id, owner=owner.name)))
 
     metadata = {"format": "JPEG", "width": 64, "height": 48}
     answer(api, take_task(api, Queue.EXTRACT, to_store)["task_token"], metadata)

@@ -30,7 +30,7 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.settings import Settings
 from imgproc_status_api.app import create_app
 from imgproc_status_api.config import ApiSettings

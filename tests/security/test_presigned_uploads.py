@@ -27,7 +27,7 @@ import pytest
 from helpers import make_settings
 
 from imgproc_cli import uploads as cli_uploads
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 
 from security_harness import ThreadedApi, UserData, small_jpeg, threaded_api
 
@@ -90,7 +90,7 @@ def sigv4_post_signature(secret: str, date: str, region: str, policy_b64: str) -
 def key_of(api: ThreadedApi, image_id: str) -> str:
     record = api.on_api_loop(api.app.state.api.catalog.get_image(image_id))
     assert record is not None
-    return str(record["key"])
+    return str(record.key)
 
 
 def object_keys(api: ThreadedApi) -> list[str]:
@@ -346,12 +346,12 @@ def test_cli_uploads_with_odd_file_names_stay_in_their_prefix(
     for line in printed:
         record = api.on_api_loop(api.app.state.api.catalog.get_image(line["image_id"]))
         assert record is not None
-        match = KEY.match(record["key"])
-        assert match and match["owner"] == "cli-odd", record["key"]
+        match = KEY.match(str(record.key))
+        assert match and match["owner"] == "cli-odd", record.key
         # Stored as an image type or as opaque bytes (as the API would), never as a page.
-        content_type = record["content_type"]
+        content_type = str(record.content_type)
         assert content_type.startswith("image/") or content_type == "application/octet-stream", (
-            record["file_name"],
+            record.file_name,
             content_type,
         )
-        assert not re.search(r"[\x00-\x1f\x7f]", record["file_name"]), repr(record["file_name"])
+        assert not re.search(r"[\x00-\x1f\x7f]", str(record.file_name)), repr(str(record.file_name))

@@ -30,8 +30,8 @@ import pytest
 from helpers import make_settings
 from PIL import Image
 
-from imgproc_cli.bootstrap import bootstrap
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.bootstrap import bootstrap
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 from imgproc_status_api.auth import LocalTokens

@@ -21,7 +21,7 @@ import pytest
 from helpers import make_settings
 from PIL import Image
 
-from imgproc_cli.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.resources import incoming_key
 
 from security_harness import ThreadedApi, UserData, small_jpeg, threaded_api, wait_for
@@ -85,7 +85,9 @@ def exists(api: ThreadedApi, key: str) -> bool:
 
 
 def record(api: ThreadedApi, image_id: str) -> dict[str, Any] | None:
-    return api.on_api_loop(api.app.state.api.catalog.get_image(image_id))
+    """The image's record as stored (only the attributes it holds)."""
+    found = api.on_api_loop(api.app.state.api.catalog.get_image(image_id))
+    return found.model_dump(mode="json", exclude_unset=True) if found else None
 
 
 def gallery(api: ThreadedApi, user: UserData) -> set[str]:
@@ -201,9 +203,9 @@ def test_a_persons_own_folders_under_incoming_are_still_imported(api: ThreadedAp
     def imported() -> list[dict[str, Any]]:
         async def scan() -> list[dict[str, Any]]:
             return [
-                r
+                r.model_dump(mode="json", exclude_unset=True)
                 async for r in api.app.state.api.catalog.iter_images(attributes=("key", "status"))
-                if r.get("key") == key
+                if r.key == key
             ]
 
         return api.on_api_loop(scan())

@@ -1,6 +1,6 @@
 """`python -m bench.search --json` on a small library: every query kind is reported with its
-latency and reads, and the page-by-page checks inside it (the API's answer equals the index's,
-nobody else's images) held."""
+latency and reads, no request read more than it returned plus one page, and the page-by-page
+checks inside it (the API's answer equals the index's, nobody else's images) held."""
 
 from __future__ import annotations
 
@@ -32,3 +32,6 @@ def test_the_search_benchmark_reports_every_kind() -> None:
         if "read_mean" in row:
             assert row["read_mean"] >= row["returned_mean"], (kind, row)
             assert row["read_units_mean"] > 0 or row["read_mean"] == 0, (kind, row)
+            # The target: no request reads more than it returns plus one page.
+            assert row["within_one_page"] == 1.0, (kind, row)
+            assert row["requests_mean"] >= 1, (kind, row)

@@ -17,9 +17,10 @@ from imgproc_shared.duplicates import (
     hamming,
     near_groups,
 )
+from imgproc_shared.records import ImageRecord
 
 
-def _record(image_id: str, phash: int | None = None, **extra: Any) -> dict[str, Any]:
+def _record(image_id: str, phash: int | None = None, **extra: Any) -> ImageRecord:
     record: dict[str, Any] = {
         "image_id": image_id,
         "status": "PROCESSED",
@@ -27,7 +28,7 @@ def _record(image_id: str, phash: int | None = None, **extra: Any) -> dict[str, 
     }
     if phash is not None:
         record["thumbnails"] = {"renditions": [], "phash": f"{phash:016x}"}
-    return {**record, **extra}
+    return ImageRecord.model_validate({**record, **extra})
 
 
 def test_near_groups_join_chains_and_report_the_widest_distance() -> None:

@@ -29,6 +29,7 @@ from imgproc_cli.loadtest.report import (
     summarize,
 )
 from imgproc_cli.uploads import UsageError
+from imgproc_shared.records import ImageRecord
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -51,8 +52,9 @@ def test_parse_time_accepts_ours_and_moto_s() -> None:
     assert parse_time("yesterday") is None
 
 
-def _record(uploaded: str, finished: str | None, status: str = "PROCESSED") -> dict[str, object]:
+def _record(uploaded: str, finished: str | None, status: str = "PROCESSED") -> ImageRecord:
     record: dict[str, object] = {
+        "image_id": "img",
         "status": status,
         "uploaded_at": f"2024-06-01T12:00:{uploaded}Z",
         "started_at": "2024-06-01T12:00:00.500Z",
@@ -74,7 +76,7 @@ def _record(uploaded: str, finished: str | None, status: str = "PROCESSED") -> d
     }
     if finished:
         record["finished_at"] = f"2024-06-01T12:00:{finished}Z"
-    return record
+    return ImageRecord.model_validate(record)
 
 
 def test_outcome_latency_and_segments_come_from_the_record() -> None:

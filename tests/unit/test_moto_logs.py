@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from imgproc_cli.moto_logs import ASL_LOGGER, OneLineWorkflowFailures, install
+from imgproc_local.moto_logs import ASL_LOGGER, OneLineWorkflowFailures, install
 
 FAILURE = (
     'Exception=FailureEventException, Error=NotSupportedImageType, Details={"taskFailedEvent'

@@ -1,9 +1,9 @@
 """Every moto (and aiobotocore) name the endpoint's patches rely on is where they expect it.
 
-`moto_speedups.PATCH_TARGETS` is the one list: `install` checks a patch's names before applying
-it, and this test checks them all, so an upgrade of moto that moves or renames one fails here
-with the patch's name ("moto_speedups.<patch> relies on moto.x.Y.z, which moto <version> no
-longer has") instead of a patch that silently does nothing.
+`moto_patches.PATCH_TARGETS` is the one list: every patch's names are checked before it is
+applied, and this test checks them all, so an upgrade of moto that moves or renames one fails here
+with the patch's module and name ("moto_speedups.<patch> relies on moto.x.Y.z, which moto
+<version> no longer has") instead of a patch that silently does nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from imgproc_cli import moto_speedups
-from imgproc_cli.moto_speedups import PATCH_TARGETS, PatchTarget
+from imgproc_local import moto_fixes, moto_speedups, request_counter
+from imgproc_local.moto_patches import PATCH_TARGETS, PatchTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,11 +29,30 @@ def test_patched_name_exists_with_the_expected_shape(target: PatchTarget) -> Non
     assert problem is None, problem
 
 
-def test_every_installed_patch_declares_its_targets() -> None:
-    declared = {t.patch for t in PATCH_TARGETS}
-    patches = {name for name, _ in moto_speedups.patches_to_install(speedups=True)}
-    # The others touch nothing of moto's: a logger's level, the hosting process's own client.
-    assert patches - declared <= {"quiet_request_log"}, patches - declared
+MODULES = (moto_fixes, request_counter, moto_speedups)
+
+
+def test_every_installed_patch_declares_its_targets_under_its_own_module() -> None:
+    declared = {(t.owner, t.patch) for t in PATCH_TARGETS}
+    # Each patch is declared under the module its function lives in (moto_fixes installs
+    # moto_iam's and s3_post_policy's).
+    patches = {
+        (patch.__module__.rsplit(".", 1)[1], name)
+        for module in MODULES
+        for name, patch in module.PATCHES
+    }
+    # The one that touches nothing of moto's: a logger's level.
+    assert patches - declared <= {("moto_speedups", "quiet_request_log")}, patches - declared
+    # Every declared target belongs to a patch that is installed.
+    assert {patch for _, patch in declared} <= {patch for _, patch in patches}
+
+
+def test_fixes_and_speedups_are_apart() -> None:
+    """A patch is a fix (always on) or a speed-up (off with IMGPROC_MOTO_SPEEDUPS=0), not both."""
+    fixes = {name for name, _ in moto_fixes.PATCHES}
+    speedups = {name for name, _ in moto_speedups.PATCHES}
+    assert fixes and speedups and not fixes & speedups
+    assert {t.patch for t in PATCH_TARGETS if t.owner == "moto_speedups"} <= speedups
 
 
 def test_moto_is_pinned_to_the_version_the_patches_were_written_for() -> None:

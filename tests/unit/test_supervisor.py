@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from imgproc_cli.supervisor import ServiceSpec, Supervisor, import_problems
+from imgproc_local.supervisor import ServiceSpec, Supervisor, import_problems
 from imgproc_shared.errors import EXIT_UNRECOVERABLE
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")

@@ -7,8 +7,8 @@ import asyncio
 import json
 from dataclasses import asdict
 
-from imgproc_cli.local_stack import target_settings
 from imgproc_cli.uploads import UsageError
+from imgproc_local.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.dead_letters import DeadLetters, UnknownQueue, parse_queue
 from imgproc_shared.models import is_valid_id

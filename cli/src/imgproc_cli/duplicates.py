@@ -7,8 +7,8 @@ import asyncio
 import json
 from typing import Any
 
-from imgproc_cli.local_stack import target_settings
 from imgproc_cli.uploads import DEFAULT_USER, UsageError
+from imgproc_local.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.duplicates import duplicate_groups
@@ -45,9 +45,7 @@ async def find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         groups = await duplicate_groups(catalog, args.user, distance)
         wanted = list(dict.fromkeys(i for group in groups for i in group.image_ids))
         records = {
-            str(r["image_id"]): r
-            for r in await catalog.get_images(wanted)
-            if r.get("owner") == args.user
+            str(r.image_id): r for r in await catalog.get_images(wanted) if r.owner == args.user
         }
 
         async def presigned(bucket: str, key: str) -> str:
@@ -63,8 +61,9 @@ async def find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 record = records.get(image_id)
                 if record is None:
                     continue
-                original = records.get(str(record.get("duplicate_of") or ""))
-                images.append(await image_view(record, presigned, original))
+                original = records.get(str(record.duplicate_of or ""))
+                view = await image_view(record, presigned, original)
+                images.append(view.model_dump(mode="json"))
             if len(images) > 1:
                 out.append({"kind": group.kind, "distance": group.distance, "images": images})
     return {"groups": out}

@@ -16,13 +16,13 @@ from imgproc_cli import (
     loadtest,
     retag,
     search,
-    up,
     uploads,
     workers,
 )
 from imgproc_cli.aws_target import StackNotFound
-from imgproc_cli.local_stack import NoTarget
 from imgproc_cli.uploads import UsageError
+from imgproc_local import local_cognito, up
+from imgproc_local.local_stack import NoTarget
 from imgproc_shared.settings import Settings
 
 COMMANDS = (
@@ -36,6 +36,7 @@ COMMANDS = (
     retag,
     bench,
     loadtest,
+    local_cognito,
 )
 
 

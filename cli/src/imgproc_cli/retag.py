@@ -16,8 +16,8 @@ from typing import Any
 
 import structlog
 
-from imgproc_cli.local_stack import target_settings
 from imgproc_cli.uploads import UsageError
+from imgproc_local.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import is_valid_id
@@ -95,7 +95,7 @@ async def retag(args: argparse.Namespace, settings: Settings, request_id: str) -
     async with AwsClients(settings) as aws:
         if args.album is not None:
             album = await Catalog(aws, ResourceNames.from_settings(settings)).get_album(args.album)
-            if album is None or (args.user is not None and album.get("owner") != args.user):
+            if album is None or (args.user is not None and album.owner != args.user):
                 raise UsageError(
                     f"no album {args.album}" + (f" of {args.user}" if args.user else "")
                 )

@@ -13,8 +13,8 @@ import json
 import sys
 import time
 
-from imgproc_cli.local_stack import target_settings
 from imgproc_cli.uploads import DEFAULT_USER, UsageError, _print_human, _view
+from imgproc_local.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import is_valid_id
@@ -89,12 +89,13 @@ async def search(args: argparse.Namespace, settings: Settings) -> int:
         index, catalog = SearchIndex(aws, names), Catalog(aws, names)
         after: str | None = None
         while shown < args.limit:
-            page = await index.search(
-                args.user, flt, limit=min(PAGE, args.limit - shown), after=after
-            )
-            records = await catalog.get_images([e.image_id for e in page.entries])
-            by_id = {str(r["image_id"]): r for r in records if r.get("owner") == args.user}
-            for entry in page.entries:
+            # Whole pages: a page may end short (reads are bounded by its size), and the last
+            # one is cut at --limit below.
+            page = await index.search(args.user, flt, limit=PAGE, after=after)
+            entries = page.entries[: args.limit - shown]
+            records = await catalog.get_images([e.image_id for e in entries])
+            by_id = {str(r.image_id): r for r in records if r.owner == args.user}
+            for entry in entries:
                 record = by_id.get(entry.image_id)
                 if record is None:
                     continue  # deleted since it was indexed

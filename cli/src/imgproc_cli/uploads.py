@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from imgproc_cli.local_stack import target_settings
+from imgproc_local.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, is_conditional_failure
 from imgproc_shared.models import (
@@ -25,6 +25,7 @@ from imgproc_shared.models import (
     is_valid_display_name,
     is_valid_id,
 )
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames, incoming_key
 from imgproc_shared.settings import Settings
 from imgproc_shared.views import image_view
@@ -86,12 +87,6 @@ def _extension(path: Path) -> str:
     return ext if _EXTENSION.match(ext) else "bin"
 
 
-async def _album_id(catalog: Catalog, owner: str, name: str) -> str:
-    # Through the album's name guard, as the status API creates albums: a query-then-put
-    # would let two commands running at once make two albums of one name.
-    return await catalog.album_named(owner, name)
-
-
 async def put_original(
     aws: AwsClients,
     catalog: Catalog,
@@ -143,22 +138,24 @@ async def _presigned(aws: AwsClients, bucket: str, key: str) -> str:
     return url
 
 
-async def _view(aws: AwsClients, record: dict[str, Any]) -> dict[str, Any]:
-    return await image_view(record, lambda bucket, key: _presigned(aws, bucket, key))
+async def _view(aws: AwsClients, record: ImageRecord) -> dict[str, Any]:
+    """The image's public view as JSON values, as `imgproc status --json` prints it."""
+    view = await image_view(record, lambda bucket, key: _presigned(aws, bucket, key))
+    return view.model_dump(mode="json")
 
 
 async def _wait_terminal(
     catalog: Catalog, image_ids: list[str], timeout: float
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ImageRecord]:
     deadline = time.monotonic() + timeout
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, ImageRecord] = {}
     pending = list(image_ids)
     while pending:
         for image_id in list(pending):
             record = await catalog.get_image(image_id)
             if record is not None:
                 records[image_id] = record
-                if ImageStatus(record["status"]).terminal:
+                if ImageStatus(str(record.status)).terminal:
                     pending.remove(image_id)
         if not pending or time.monotonic() >= deadline:
             break
@@ -198,7 +195,9 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
     names = ResourceNames.from_settings(settings)
     async with AwsClients(settings) as aws:
         catalog = Catalog(aws, names)
-        album_id = await _album_id(catalog, args.user, album_name)
+        # Through the album's name guard, as the status API creates albums: two commands (or
+        # a command and the web client) asking for one new name at once get one album.
+        album_id = await catalog.album_named(args.user, album_name)
         uploaded: list[tuple[str, str]] = []
         for path in paths:
             image_id = uuid.uuid4().hex
@@ -214,14 +213,14 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
             )
             uploaded.append((str(path), image_id))
             if not args.wait:
-                record = await catalog.get_image(image_id) or {"image_id": image_id}
+                record = await catalog.get_image(image_id) or ImageRecord(image_id=image_id)
                 _emit(args, str(path), await _view(aws, record))
         if not args.wait:
             return 0
         records = await _wait_terminal(catalog, [i for _, i in uploaded], args.timeout)
         timed_out = False
         for file, image_id in uploaded:
-            view = await _view(aws, records.get(image_id, {"image_id": image_id}))
+            view = await _view(aws, records.get(image_id) or ImageRecord(image_id=image_id))
             timed_out |= not ImageStatus(view.get("status") or "UPLOADING").terminal
             _emit(args, file, view)
         if timed_out:

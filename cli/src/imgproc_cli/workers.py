@@ -7,12 +7,13 @@ import asyncio
 import json
 from typing import Any
 
-from imgproc_cli.local_stack import read_stack, target_settings
-from imgproc_cli.scaler import WORKER_SERVICES, read_workers_file
+from imgproc_local.local_stack import read_stack, target_settings
+from imgproc_local.scaler import WORKER_SERVICES, read_workers_file
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.dead_letters import DeadLetters
 from imgproc_shared.resources import STAGE_QUEUES
 from imgproc_shared.settings import Settings
+from imgproc_shared.workers_record import WorkersRecord
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-async def report(settings: Settings, scaler_state: dict[str, Any] | None) -> dict[str, Any]:
+async def report(settings: Settings, scaler_state: WorkersRecord | None) -> dict[str, Any]:
     """One entry per worker service; worker counts come from the local scaler when it runs."""
-    recorded = (scaler_state or {}).get("services", {})
+    recorded = scaler_state.services if scaler_state is not None else {}
     async with AwsClients(settings) as aws:
         dead = DeadLetters(aws, settings)
         depths = await asyncio.gather(
@@ -33,28 +34,29 @@ async def report(settings: Settings, scaler_state: dict[str, Any] | None) -> dic
         )
     services = []
     for (name, stage), depth in zip(WORKER_SERVICES.items(), depths, strict=True):
-        local = recorded.get(name, {})
+        # Unknown (null) where no local scaler runs them, e.g. ECS on AWS.
+        local = recorded.get(name)
+        decision = local.last_decision if local else None
         services.append(
             {
                 "service": name,
                 "stage": stage.value,
                 "queue": depth.name,
-                # Unknown (null) where no local scaler runs them, e.g. ECS on AWS.
-                "workers": local.get("workers"),
-                "pids": local.get("pids", []),
-                "min": local.get("min"),
-                "max": local.get("max"),
+                "workers": local.workers if local else None,
+                "pids": local.pids if local else [],
+                "min": local.min if local else None,
+                "max": local.max if local else None,
                 "backlog": depth.visible,
                 "in_flight": depth.in_flight,
                 "dead_letters": depth.dead_letters,
-                "last_decision": local.get("last_decision"),
+                "last_decision": decision.model_dump(mode="json") if decision else None,
                 # From the local supervisor: running, or restarting (waiting out a back-off
                 # after an exit), with its restarts and last exit code; null where none runs.
-                "state": local.get("state"),
-                "restarts": local.get("restarts"),
-                "last_exit_code": local.get("last_exit_code"),
-                "last_exit_at": local.get("last_exit_at"),
-                "next_restart_at": local.get("next_restart_at"),
+                "state": local.state if local else None,
+                "restarts": local.restarts if local else None,
+                "last_exit_code": local.last_exit_code if local else None,
+                "last_exit_at": local.last_exit_at if local else None,
+                "next_restart_at": local.next_restart_at if local else None,
             }
         )
     return {"services": services}
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     stack = read_stack(settings)
     # Only a live local stack's file describes running processes.
     state = read_workers_file(settings) if stack is not None else None
-    if state is not None and stack is not None and state.get("pid") != stack.pid:
+    if state is not None and stack is not None and state.pid != stack.pid:
         state = None
     result = asyncio.run(report(target, state))
     if args.json:

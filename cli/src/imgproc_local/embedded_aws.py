@@ -2,22 +2,14 @@
 
 Before serving, it turns Step Functions execution on (state machines created before that vanish
 when it flips), points the interpreter's callbacks at the bound port (`MOTO_PORT`; moto's
-threaded server never sets it) and patches two things in moto's interpreter:
-
-- the heartbeat race: with `HeartbeatSeconds` set, a `SendTaskSuccess` that arrives before the
-  interpreter starts its heartbeat wait was lost and the task timed out; the outcome is now
-  checked before and after every heartbeat wait;
-- `SendTaskFailure` dropped its `cause`: the workflow's catchers then saw `Cause: null` and the
-  image lost its human-readable reason;
-- a retried `.waitForTaskToken` task reused its first attempt's token, so the retry got the old
-  attempt's outcome back at once; as on AWS, every attempt now gets a fresh token.
-
-The speedups (program, JSONPath and client caches, a task-token index) and the request counter
-that `imgproc loadtest` reads live in `moto_speedups`.
+threaded server never sets it) and patches moto: the behaviour fixes (`moto_fixes`, with
+`moto_iam` and `s3_post_policy`) and the request counter (`request_counter`) always, the
+speed-ups (`moto_speedups`) unless `IMGPROC_MOTO_SPEEDUPS=0`, and one line per workflow failure
+in the log (`moto_logs`).
 
 The HTTP server is waitress, not moto's `ThreadedMotoServer`: werkzeug's development server
 answers every request with `Connection: close` and starts a thread for each connection, so
-every API call paid a TCP handshake, a new thread and a new socket selector on both sides.
+every API call would pay a TCP handshake, a new thread and a new socket selector on both sides.
 Waitress keeps connections alive and serves them from a fixed pool of threads; measured on
 this machine, client CPU per call fell by about a third. The pool is large because an SQS long
 poll holds its thread for up to 20 s, and every worker keeps one open. The collector is tuned for
@@ -34,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgproc_cli import moto_logs, moto_speedups
+from imgproc_local import moto_fixes, moto_logs, moto_speedups, request_counter
 
 EMBEDDED_ACCOUNT = "123456789012"
 # Threads serving requests: long polls (one per worker process and per status API process, of
@@ -91,7 +83,7 @@ class KeepAliveServer:
     def stop(self) -> None:
         # Requests still being served end first: SQS long polls answer now, so the pool's
         # threads are free to exit (each would otherwise wait out its poll, up to 20 s).
-        moto_speedups.end_long_polls()
+        moto_fixes.end_long_polls()
         # Answers being written need the server's trigger: let the requests in flight finish
         # (each is quick now) before closing it.
         dispatcher = self._server.task_dispatcher
@@ -106,63 +98,6 @@ class KeepAliveServer:
         self._thread.join(timeout=10)
 
 
-def _patch_heartbeat_race() -> None:
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_callback as callback_module,
-    )
-    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimedOut
-
-    def wait_for_task_token_heartbeat(
-        self: Any, env: Any, callback_endpoint: Any, heartbeat_endpoint: Any
-    ) -> Any:
-        outcome = callback_endpoint.get_outcome()
-        while env.is_running() and outcome is None:
-            received = heartbeat_endpoint.clear_and_wait()
-            outcome = callback_endpoint.get_outcome()
-            if outcome is None and not received and env.is_running():
-                outcome = HeartbeatTimedOut()
-        return outcome
-
-    callback_module.StateTaskServiceCallback._wait_for_task_token_heartbeat = (  # type: ignore[method-assign]
-        wait_for_task_token_heartbeat
-    )
-
-
-def _patch_fresh_token_per_attempt() -> None:
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
-        ResourceCondition,
-    )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E501
-        StateTaskServiceCallback,
-    )
-
-    original = StateTaskServiceCallback._eval_execution
-
-    def eval_execution(self: Any, env: Any) -> None:
-        # The first attempt's token is issued in `_eval_body`; retries re-enter here only.
-        retry_count = env.states.context_object.context_object_data["State"].get("RetryCount", 0)
-        if retry_count and self.resource.condition == ResourceCondition.WaitForTaskToken:
-            env.callback_pool_manager.add(env.states.context_object.update_task_token())
-        original(self, env)
-
-    StateTaskServiceCallback._eval_execution = eval_execution  # type: ignore[method-assign]
-
-
-def _patch_task_failure_cause() -> None:
-    from moto.core.responses import EmptyResult
-    from moto.stepfunctions.responses import StepFunctionResponse
-
-    def send_task_failure(self: Any) -> Any:
-        self.stepfunction_backend.send_task_failure(
-            self._get_param("taskToken"),
-            error=self._get_param("error"),
-            cause=self._get_param("cause"),
-        )
-        return EmptyResult()
-
-    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
-
-
 @dataclass
 class EmbeddedAws:
     server: Any
@@ -174,7 +109,7 @@ class EmbeddedAws:
         return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
-        moto_speedups.end_long_polls()
+        moto_fixes.end_long_polls()
         self.server.stop()
 
 
@@ -188,14 +123,12 @@ def start_embedded_aws(host: str = "127.0.0.1", port: int = 0) -> EmbeddedAws:
     from moto.core.config import default_user_config
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
-    # Each fix's names are checked first (moto_speedups.PATCH_TARGETS): an upgrade of moto that
+    # Each patch's names are checked first (moto_patches.PATCH_TARGETS): an upgrade of moto that
     # moved one stops here, naming the patch.
-    for name in ("heartbeat_race", "task_failure_cause", "fresh_token_per_attempt"):
-        moto_speedups.check_targets(name)
-    _patch_heartbeat_race()
-    moto_speedups.install()
-    _patch_task_failure_cause()
-    _patch_fresh_token_per_attempt()
+    request_counter.install()
+    moto_fixes.install()
+    if moto_speedups.speedups_enabled():
+        moto_speedups.install()
     moto_logs.install()  # one line per workflow failure, not the interpreter's state dumps
 
     # moto allocates many short-lived objects per request (parsed requests, deep copies) over a

@@ -21,7 +21,7 @@ process:
 - objects are written only when new or changed (by ETag), and a table file only when its
   content changed;
 - a periodic snapshot is skipped outright while the endpoint has taken no request that can
-  change a table or the bucket (`mutation_count`, from the request counter in `moto_speedups`;
+  change a table or the bucket (`mutation_count`, from `request_counter`;
   O(number of distinct actions), independent of the data). That counter ticks when a request
   arrives, before the request changes anything, so a snapshot only counts as complete for a
   counter value that was already current one interval earlier (`Snapshots`); every write is
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from imgproc_cli import moto_speedups
+from imgproc_local import moto_fixes, moto_patches, request_counter
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.aws import _credentials as client_credentials
 from imgproc_shared.logging import get_logger
@@ -122,14 +122,14 @@ class InProcessState:
 
         # Each item is copied whole, between requests (`DYNAMODB_LOCK`), as a Scan reads it;
         # the lock is taken per item, so requests wait at most for one item's copy.
-        with moto_speedups.DYNAMODB_LOCK:
+        with moto_fixes.DYNAMODB_LOCK:
             rows = list(model.items.values())
             items = rows if not model.range_key_attr else [i for r in rows for i in r.values()]
         # The order of moto's Scan (`Table.all_items`).
         items.sort(key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
 
         def attributes(item: Any) -> dict[str, Any]:
-            with moto_speedups.DYNAMODB_LOCK:
+            with moto_fixes.DYNAMODB_LOCK:
                 converted: dict[str, Any] = _plain(dict(item.attrs), DynamoType)
             return converted
 
@@ -237,13 +237,13 @@ def _may_change(service: str, action: str) -> bool:
 def mutation_count() -> int | None:
     """Requests so far to the in-process endpoint that may have changed a table or the bucket.
 
-    None where there is no such counter in this process (`moto_speedups` not installed).
+    None where there is no such counter in this process (`request_counter` not installed).
     """
-    if "request_counter" not in moto_speedups.installed():
+    if "request_counter" not in moto_patches.installed():
         return None
-    counts = moto_speedups.request_counts()
+    counts = request_counter.request_counts()
     return sum(
-        n
+        int(n)
         for group in ("requests", "housekeeping_requests")
         for service, actions in counts[group].items()
         for action, n in actions.items()

@@ -10,7 +10,9 @@ S3's XML error: 403 AccessDenied ("Invalid according to Policy: ..."), 403
 SignatureDoesNotMatch or InvalidAccessKeyId, 400 EntityTooLarge/EntityTooSmall (what AWS
 answers for a file outside `content-length-range`) or 400 InvalidPolicyDocument.
 
-The embedded endpoint's one credential pair is `testing`/`testing` (imgproc_shared.aws).
+Its secret is looked up among the endpoint's IAM access keys (moto_iam), and the dummy pair
+`testing`/`testing` (imgproc_shared.aws) always works; with IAM enforcement on, moto_iam then
+authorizes `s3:PutObject` on the form's key for the signer.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+def _secret_for(access_key: str) -> str | None:
+    """The key's secret: an IAM access key of the endpoint (moto_iam), or the dummy pair."""
+    from imgproc_local import moto_iam
+
+    return moto_iam.secret_for(access_key) or EMBEDDED_CREDENTIALS.get(access_key)
+
+
 def _parse_expiration(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -76,7 +85,7 @@ def _signature_refusal(fields: Mapping[str, str], policy_b64: str) -> Refusal | 
     if len(parts) != 5 or parts[4] != "aws4_request":
         return Refusal(400, "InvalidArgument", "the x-amz-credential field is malformed")
     access_key, date, region, service, _ = parts
-    secret = EMBEDDED_CREDENTIALS.get(access_key)
+    secret = _secret_for(access_key)
     if secret is None:
         return Refusal(
             403,

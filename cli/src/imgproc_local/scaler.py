@@ -12,7 +12,6 @@ the supervisor's restarts: state, restart count, last exit) in `<home>/workers.j
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
@@ -23,12 +22,14 @@ from typing import IO, Any
 
 import structlog
 
-from imgproc_cli.supervisor import ServiceSpec, Supervisor
+from imgproc_local.supervisor import ServiceSpec, Supervisor
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import now_iso
+from imgproc_shared.queues import queue_depth
 from imgproc_shared.resources import STAGE_QUEUES, ResourceNames, Stage
 from imgproc_shared.scaling import ScalingPolicy
 from imgproc_shared.settings import Settings
+from imgproc_shared.workers_record import ScalingDecision, ServiceWorkers, WorkersRecord
 
 READ_INTERVAL_S = 1.5
 # A reading older than this is not acted on (the endpoint is not answering).
@@ -93,28 +94,14 @@ class QueueWatcher:
                         if stage not in urls:
                             name = names.queue(STAGE_QUEUES[stage])
                             urls[stage] = (await aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
-                    responses = await asyncio.gather(
-                        *(
-                            aws.sqs.get_queue_attributes(
-                                QueueUrl=urls[stage],
-                                AttributeNames=[
-                                    "ApproximateNumberOfMessages",
-                                    "ApproximateNumberOfMessagesNotVisible",
-                                ],
-                            )
-                            for stage in self.stages
-                        )
+                    depths = await asyncio.gather(
+                        *(queue_depth(aws.sqs, urls[stage]) for stage in self.stages)
                     )
                     now = self.clock()
                     with self._lock:
-                        for stage, response in zip(self.stages, responses, strict=True):
-                            attributes = response.get("Attributes", {})
+                        for stage, depth in zip(self.stages, depths, strict=True):
                             self.latest[stage] = QueueReading(
-                                backlog=int(attributes.get("ApproximateNumberOfMessages", 0)),
-                                in_flight=int(
-                                    attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-                                ),
-                                at=now,
+                                backlog=depth.visible, in_flight=depth.in_flight, at=now
                             )
                 except Exception:  # the endpoint may be restarting: keep trying, never die
                     self.errors += 1
@@ -144,7 +131,7 @@ class _ServiceState:
     last_change: float | None = None
     last_reading_at: float | None = None
     last_reason_kind: str | None = None
-    last_decision: dict[str, Any] | None = None
+    last_decision: ScalingDecision | None = None
 
 
 class LocalScaler:
@@ -226,7 +213,7 @@ class LocalScaler:
                 else:
                     self.supervisor.retire(name, current - decision.desired)
                 state.last_change = now
-                state.last_decision = {**record, "at": now_iso()}
+                state.last_decision = ScalingDecision.model_validate({**record, "at": now_iso()})
                 self.log.info("scaling decision", **record)
                 changed = True
             elif kind != state.last_reason_kind:
@@ -238,35 +225,35 @@ class LocalScaler:
         if changed or self.clock() - self._written_at >= READ_INTERVAL_S:
             self.write_state()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> WorkersRecord:
         services = {}
         for name, state in self.services.items():
             reading = self.watcher.reading(state.stage)
             running = self.supervisor.running(name)
-            services[name] = {
-                "stage": state.stage.value,
-                "workers": len(running),
-                "pids": [p.process.pid for p in running],
-                "retiring_pids": [
+            services[name] = ServiceWorkers(
+                stage=state.stage,
+                workers=len(running),
+                pids=[p.process.pid for p in running],
+                retiring_pids=[
                     p.process.pid
                     for p in self.supervisor.processes
                     if p.spec.name == name and p.retiring_since is not None
                 ],
-                "min": state.policy.min_workers,
-                "max": state.policy.max_workers,
-                "target_backlog_per_worker": state.policy.target_backlog_per_worker,
-                "backlog": reading.backlog if reading else None,
-                "in_flight": reading.in_flight if reading else None,
-                "last_decision": state.last_decision,
+                min=state.policy.min_workers,
+                max=state.policy.max_workers,
+                target_backlog_per_worker=state.policy.target_backlog_per_worker,
+                backlog=reading.backlog if reading else None,
+                in_flight=reading.in_flight if reading else None,
+                last_decision=state.last_decision,
                 # running / restarting (waiting out a back-off) / stopped; restarts, last exit.
                 **self.supervisor.record(name),
-            }
-        return {"pid": os.getpid(), "updated_at": now_iso(), "services": services}
+            )
+        return WorkersRecord(pid=os.getpid(), updated_at=now_iso(), services=services)
 
     def write_state(self) -> None:
         self._written_at = self.clock()
         self._written_changes = self.supervisor.changes
-        write_workers_file(self.state_file, self.snapshot())
+        self.snapshot().write(self.state_file)
 
 
 def workers_file(settings: Settings) -> Path:
@@ -274,16 +261,5 @@ def workers_file(settings: Settings) -> Path:
     return settings.workers_file
 
 
-def write_workers_file(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
-
-
-def read_workers_file(settings: Settings) -> dict[str, Any] | None:
-    try:
-        state: dict[str, Any] = json.loads(workers_file(settings).read_text())
-    except (OSError, ValueError):
-        return None
-    return state
+def read_workers_file(settings: Settings) -> WorkersRecord | None:
+    return WorkersRecord.read(workers_file(settings))

@@ -70,6 +70,9 @@ def _die_with_parent() -> None:
 class ServiceSpec:
     name: str
     argv: tuple[str, ...]
+    # Set for this service's processes on top of the supervisor's environment (its own
+    # credentials for the embedded endpoint).
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def module(self) -> str | None:
@@ -257,7 +260,7 @@ class Supervisor:
         log_file = open(log_path, "ab")
         process = subprocess.Popen(
             spec.argv,
-            env=self.env,
+            env={**self.env, **dict(spec.env)},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

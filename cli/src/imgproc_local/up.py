@@ -20,23 +20,26 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from imgproc_cli.bootstrap import bootstrap
-from imgproc_cli.embedded_aws import EmbeddedAws, start_embedded_aws
-from imgproc_cli.local_stack import LocalStack, read_stack, remove_stack, write_stack
-from imgproc_cli.persistence import SNAPSHOT_INTERVAL_S, Snapshots, StateStore
-from imgproc_cli.scaler import (
+from imgproc_local import local_cognito
+from imgproc_local.bootstrap import Identity, bootstrap, create_identities
+from imgproc_local.embedded_aws import EmbeddedAws, start_embedded_aws
+from imgproc_local.local_stack import LocalStack, read_stack, remove_stack, write_stack
+from imgproc_local.persistence import SNAPSHOT_INTERVAL_S, Snapshots, StateStore
+from imgproc_local.scaler import (
     WORKER_SERVICES,
     LocalScaler,
     QueueWatcher,
     decision_logger,
     workers_file,
 )
-from imgproc_cli.supervisor import Supervisor, import_problems, service_specs
+from imgproc_local.supervisor import ServiceSpec, Supervisor, import_problems, service_specs
 from imgproc_shared.aws import AwsClients
+from imgproc_shared.permissions import Principal
 from imgproc_shared.scaling import local_policy
 from imgproc_shared.settings import Settings, check_auth_secret
 
@@ -83,6 +86,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=2,
         metavar="N",
         help="most processes per worker service when its queue backs up (default 2)",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=("local", "cognito"),
+        default="local",
+        help="sign-in: local (a username, this machine only) or cognito (a user pool in the "
+        "embedded endpoint, as on AWS; add users with `imgproc users add`)",
+    )
+    parser.add_argument(
+        "--no-iam",
+        action="store_true",
+        help="do not check permissions: every service uses the administrator key "
+        "(as IMGPROC_IAM_ENFORCEMENT=false)",
     )
     parser.set_defaults(func=run)
 
@@ -326,9 +342,15 @@ def _serve(
     outputs = asyncio.run(create())
     if stop.requested:
         return 0
+    sign_in_env = local_cognito.set_up(local) if args.auth == "cognito" else {}
+    identities = _run_as_identities(
+        local.model_copy(update={"tagger_backend": tagger}),
+        enforce=settings.iam_enforcement and not args.no_iam,
+    )
     state_machine_arn = str(outputs["state_machine_arn"])
     env = {
-        **os.environ,
+        # A service signs with its own key (below), or the administrator's: never one inherited.
+        **{k: v for k, v in os.environ.items() if k not in _KEY_VARIABLES},
         "IMGPROC_ENDPOINT_URL": aws_server.endpoint_url,
         "IMGPROC_STATE_MACHINE_ARN": state_machine_arn,
         "IMGPROC_RESOURCE_PREFIX": settings.resource_prefix,
@@ -337,12 +359,13 @@ def _serve(
         "IMGPROC_AUTH_SECRET": auth_secret,
         "IMGPROC_STOP_TIMEOUT_S": str(min(settings.stop_timeout_s, _SERVICE_STOP_TIMEOUT_S - 2)),
         "PYTHONUNBUFFERED": "1",
+        **sign_in_env,
     }
     # A retired worker drains (stop timeout) and releases what is left before it exits.
     supervisor = stack.supervisor = Supervisor(
         env, data_dir / "logs", retire_timeout=2 * _SERVICE_STOP_TIMEOUT_S
     )
-    specs = service_specs(args.host, port)
+    specs = [_with_identity(spec, identities) for spec in service_specs(args.host, port)]
     for spec in specs:
         if spec.name not in WORKER_SERVICES:
             supervisor.start(spec)
@@ -404,6 +427,40 @@ def _serve(
             return 1
         scaler.step()
     return 0
+
+
+_KEY_VARIABLES = ("IMGPROC_ENDPOINT_ACCESS_KEY_ID", "IMGPROC_ENDPOINT_SECRET_ACCESS_KEY")
+
+
+def _run_as_identities(local: Settings, *, enforce: bool) -> dict[Principal, Identity]:
+    """With enforcement, one IAM user per service with its deployed policy, and the endpoint
+    checking every call; this process (snapshots, the scaler) stays the administrator."""
+    from imgproc_local import moto_iam
+
+    if not enforce:
+        moto_iam.set_enforcement(False)
+        print(
+            "IAM enforcement off (IMGPROC_IAM_ENFORCEMENT=false or --no-iam): "
+            "every service uses the administrator key",
+            flush=True,
+        )
+        return {}
+    identities = create_identities(local)
+    moto_iam.set_enforcement(True)
+    users = ", ".join(identity.user_name for identity in identities.values())
+    print(f"IAM enforcement on: each service runs as its own IAM user ({users})", flush=True)
+    roles = [i.operations_role_arn for i in identities.values() if i.operations_role_arn]
+    # The status API gets IMGPROC_OPERATIONS_ROLE_ARN through Identity.env.
+    print(f"operator endpoints act as the assumed role {', '.join(roles)}", flush=True)
+    return identities
+
+
+def _with_identity(spec: ServiceSpec, identities: dict[Principal, Identity]) -> ServiceSpec:
+    """The spec whose processes (the scaler's extra workers too) sign with the service's key."""
+    if not identities:
+        return spec
+    identity = identities[Principal(spec.name)]
+    return replace(spec, env=tuple(identity.env().items()))
 
 
 def _shutdown(stack: _Running, stop: StopRequests, settings: Settings, data_dir: Path) -> bool:

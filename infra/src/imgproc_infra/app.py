@@ -4,7 +4,12 @@ The `cdk` CLI runs the same entry point (see `infra/cdk.json`). Context values (
 with the CLI, `IMGPROC_*` settings in the environment without it):
 - `prefix`: the resource prefix (default `imgproc`); the bucket is `{prefix}-images`, so pick
   one that is globally unique;
-- `stack_name` (default `Imgproc`), `certificate_arn` (HTTPS on the load balancer).
+- `stack_name` (default `Imgproc`);
+- optional, a domain of one's own (CloudFront's HTTPS URL works without): `domain_name`,
+  `edge_certificate_arn` (us-east-1, for CloudFront), `certificate_arn` (the stack's region,
+  TLS from CloudFront to the load balancer);
+- cheaper options: `architecture=arm64` (Graviton images and tasks), `public_subnets=true`
+  (tasks with public IPs, no NAT gateway).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from imgproc_infra.config import DeploymentConfig
+from imgproc_infra.config import DeploymentConfig, context_options
 from imgproc_infra.stack import ImgprocStack
 from imgproc_shared.settings import Settings
 
@@ -33,7 +38,7 @@ def build_app(
     """The CDK app with its one stack; `validation=False` skips CDK's slow template checks."""
     app = cdk.App(
         outdir=str(outdir) if outdir else None,
-        # Synthesis spends ~95% of its time validating the template (FACTS.md); the
+        # Synthesis spends ~95% of its time validating the template (docs/FACTS.md); the
         # environment's CDK_VALIDATION=false also turns it off.
         builtin_cloud_formation_validation=validation,
         stack_traces=False,
@@ -43,6 +48,9 @@ def build_app(
         config = DeploymentConfig(
             settings=Settings(resource_prefix=prefix),
             certificate_arn=app.node.try_get_context("certificate_arn"),
+            domain_name=app.node.try_get_context("domain_name"),
+            edge_certificate_arn=app.node.try_get_context("edge_certificate_arn"),
+            **context_options(app.node.try_get_context),
         )
     name = stack_name or app.node.try_get_context("stack_name") or DEFAULT_STACK_NAME
     stack = ImgprocStack(

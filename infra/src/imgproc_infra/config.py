@@ -6,13 +6,14 @@ local stack read the same numbers; the sizes are only defaults of CloudFormation
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imgproc_shared.resources import Stage
 from imgproc_shared.scaling import POLICIES, ScalingPolicy
 from imgproc_shared.settings import Settings
-from imgproc_shared.workflow import WorkflowLimits
 
 # infra/src/imgproc_infra/config.py → the repository root, which is the Docker build context.
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -87,6 +88,30 @@ class WorkerSizing:
     memory_mib: int = 1024
 
 
+def _gib_steps(first_gib: int, last_gib: int, step_gib: int) -> tuple[int, ...]:
+    return tuple(range(first_gib * 1024, last_gib * 1024 + 1, step_gib * 1024))
+
+
+# Fargate's task sizes (Linux; the ECS developer guide's "Task CPU and memory" table): CPU units
+# → the task memory (MiB) each allows. The stack's Rules refuse any other pair before a deploy
+# creates anything; 8 and 16 vCPU need platform 1.4.0, which LATEST is.
+FARGATE_TASK_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: _gib_steps(1, 4, 1),
+    1024: _gib_steps(2, 8, 1),
+    2048: _gib_steps(4, 16, 1),
+    4096: _gib_steps(8, 30, 1),
+    8192: _gib_steps(16, 60, 4),
+    16384: _gib_steps(32, 120, 8),
+}
+
+# The CPU architecture of the images and tasks. A synth-time choice (context `architecture`):
+# `cdk deploy` builds the images for it, which a deploy-time parameter could not change. Every
+# runtime dependency has manylinux aarch64 wheels (ONNX Runtime, Pillow, pillow-heif, NumPy),
+# and Graviton costs 20% less per vCPU-hour and GB-hour.
+ARCHITECTURES = ("x86_64", "arm64")
+DEFAULT_ARCHITECTURE = "x86_64"
+
 # SQS publishes its metrics every minute: both scaling policies read one-minute periods.
 METRIC_PERIOD_S = 60
 
@@ -112,9 +137,26 @@ class DeploymentConfig:
 
     settings: Settings
     sizing: dict[Stage, WorkerSizing] = field(default_factory=lambda: dict(DEFAULT_SIZING))
-    # An ACM certificate for HTTPS on the load balancer; without one the API listens on HTTP.
+    # Viewers always get HTTPS from CloudFront (`edge.py`). Optional, a team's own domain:
+    # `domain_name` with `edge_certificate_arn` (an ACM certificate in us-east-1, where
+    # CloudFront reads them) becomes the distribution's alias; `certificate_arn` (in the stack's
+    # region, for `domain_name`) makes CloudFront reach the internal load balancer over TLS too.
     certificate_arn: str | None = None
+    domain_name: str | None = None
+    edge_certificate_arn: str | None = None
     repo_root: Path = REPO_ROOT
+    # `x86_64` or `arm64` (Graviton): the images' and the task definitions' platform.
+    architecture: str = DEFAULT_ARCHITECTURE
+    # Tasks in the public subnets with public IPs and no NAT gateway (context
+    # `public_subnets=true`): ~$33 a month and $0.045/GB less, one public IPv4 address
+    # ($3.65 a month) per running task more. Tasks still accept no inbound connection but the
+    # status API's from the load balancer. A synth-time choice: CDK's Vpc fixes its NAT
+    # gateways and subnets when it is synthesized.
+    tasks_in_public_subnets: bool = False
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {self.architecture!r}: one of {ARCHITECTURES}")
 
     @property
     def prefix(self) -> str:
@@ -126,10 +168,15 @@ class DeploymentConfig:
         return min(int(self.settings.stop_timeout_s) + STOP_MARGIN_S, MAX_STOP_TIMEOUT_S)
 
 
-def workflow_limits(settings: Settings) -> WorkflowLimits:
-    """The workflow limits the local bootstrap renders, from the same settings."""
-    return WorkflowLimits(
-        accepted_formats=tuple(settings.accepted_formats()),
-        task_timeout_s=settings.task_timeout_s,
-        task_heartbeat_s=settings.task_heartbeat_s,
-    )
+_TRUE = ("1", "true", "yes")
+
+
+def context_options(try_get_context: Callable[[str], Any]) -> dict[str, Any]:
+    """The synth-time options given as CDK context (`cdk deploy -c architecture=arm64
+    -c public_subnets=true`), as `DeploymentConfig` fields."""
+    options: dict[str, Any] = {}
+    if (architecture := try_get_context("architecture")) is not None:
+        options["architecture"] = str(architecture)
+    if (public := try_get_context("public_subnets")) is not None:
+        options["tasks_in_public_subnets"] = str(public).lower() in _TRUE
+    return options

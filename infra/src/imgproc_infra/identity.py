@@ -1,4 +1,5 @@
-"""Who may use the API: a Cognito user pool and the web client's app client."""
+"""Who may use the API: a Cognito user pool, the web client's app client and the operators'
+group."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
 from imgproc_shared.resources import ResourceNames
+
+# Members are operators: the status API reads the token's `cognito:groups` (its `config.py`
+# names the same group).
+OPERATORS_GROUP = "operators"
 
 
 class Identity(Construct):
@@ -28,16 +33,29 @@ class Identity(Construct):
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        # A public client (a browser cannot keep a secret): SRP sign-in, short-lived tokens.
+        # A public client (a browser cannot keep a secret): the web client signs in with SRP
+        # against the user pool API (ALLOW_USER_SRP_AUTH, plus ALLOW_REFRESH_TOKEN_AUTH, which
+        # CDK adds), short-lived tokens. No OAuth: the hosted UI is not used, so no implicit
+        # grant, no code grant and no callback URLs for tokens to be sent to.
         self.web_client = self.user_pool.add_client(
             "WebClient",
             user_pool_client_name=f"{names.prefix}-web",
             generate_secret=False,
             auth_flows=cognito.AuthFlow(user_srp=True),
+            disable_o_auth=True,
+            enable_token_revocation=True,
             prevent_user_existence_errors=True,
             id_token_validity=Duration.hours(1),
             access_token_validity=Duration.hours(1),
             refresh_token_validity=Duration.days(30),
+        )
+
+        self.operators_group = cognito.CfnUserPoolGroup(
+            self,
+            "Operators",
+            user_pool_id=self.user_pool.user_pool_id,
+            group_name=OPERATORS_GROUP,
+            description="Operators: queues, dead letters and re-tagging in the web client and API",
         )
 
     @property

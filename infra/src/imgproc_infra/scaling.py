@@ -1,10 +1,20 @@
 """Scale a worker service on its queue's backlog per task (AWS's recommendation for queue workers).
 
-Target tracking keeps `visible messages / running tasks × seconds per message` (the time a new
-message waits) at the acceptable latency, which is the same as keeping the backlog per task at
+Target tracking keeps `backlog / running tasks × seconds per message` (the time a new message
+waits) at the acceptable latency, which is the same as keeping the backlog per task at
 `latency ÷ time per message` while both stay deploy-time parameters (CloudFormation cannot
-divide). Target tracking cannot scale out from zero tasks, so where the minimum is 0 a step
-policy adds the first task when messages wait and the service wants none.
+divide). The backlog is what the local scaler counts too: messages waiting (visible) and
+messages being worked on (in flight, `ApproximateNumberOfMessagesNotVisible`), so a service
+that is working is never scaled in to zero. SQS samples both once a minute, and a message that
+takes a fraction of a second is rarely in flight at the sample: a minute in which any message
+was received (`NumberOfMessagesReceived`, a count over the whole minute) adds one to the
+backlog, so a trickle of one message a minute or more keeps a task instead of flapping to zero
+and back through a cold start. Target tracking scales in only after 15 minutes below target.
+
+Target tracking cannot scale out from zero tasks, so where the minimum is 0 a step policy adds
+the first task when messages wait and the service wants none. That path takes up to
+`imgproc_shared.scaling.COLD_START.worst_case_s` (~5 minutes), which the task heartbeat must
+cover: `test_scaling.py` checks the synthesized heartbeat against it.
 """
 
 from __future__ import annotations
@@ -24,9 +34,13 @@ from imgproc_shared.scaling import ScalingPolicy
 SQS_NAMESPACE = "AWS/SQS"
 CONTAINER_INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
 VISIBLE_MESSAGES = "ApproximateNumberOfMessagesVisible"
+IN_FLIGHT_MESSAGES = "ApproximateNumberOfMessagesNotVisible"
+RECEIVED_MESSAGES = "NumberOfMessagesReceived"
 RUNNING_TASKS = "RunningTaskCount"
 DESIRED_TASKS = "DesiredTaskCount"
-BACKLOG_PER_TASK_EXPRESSION = "visible / tasks"
+# Missing SQS data (an idle queue) counts as 0 so the policy can still scale in.
+BACKLOG_EXPRESSION = "FILL(visible, 0) + FILL(in_flight, 0) + IF(FILL(received, 0) > 0, 1, 0)"
+BACKLOG_PER_TASK_EXPRESSION = "backlog / tasks"
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,20 @@ class BacklogScaling(Construct):
                             "Sum",
                         ),
                         stat(
+                            "in_flight",
+                            SQS_NAMESPACE,
+                            IN_FLIGHT_MESSAGES,
+                            {"QueueName": queue.queue_name},
+                            "Sum",
+                        ),
+                        stat(
+                            "received",
+                            SQS_NAMESPACE,
+                            RECEIVED_MESSAGES,
+                            {"QueueName": queue.queue_name},
+                            "Sum",
+                        ),
+                        stat(
                             "tasks",
                             CONTAINER_INSIGHTS_NAMESPACE,
                             RUNNING_TASKS,
@@ -113,9 +141,15 @@ class BacklogScaling(Construct):
                             "Average",
                         ),
                         appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                            id="backlog",
+                            expression=BACKLOG_EXPRESSION,
+                            label="messages waiting or worked on (1 if any was received)",
+                            return_data=False,
+                        ),
+                        appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
                             id="backlog_per_task",
                             expression=BACKLOG_PER_TASK_EXPRESSION,
-                            label="visible messages per running task",
+                            label="backlog per running task",
                             return_data=False,
                         ),
                         appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(

@@ -1,11 +1,13 @@
 """The containers: one Fargate service per worker stage and the status API behind a load balancer.
 
-Each task role is written out statement by statement: a worker can touch only its own queue,
-its own prefixes of the bucket, the table actions it uses and the task-token calls.
+Each task role is rendered from `imgproc_shared.permissions`, the statements the local stack
+runs each service under: a worker can touch only its own queue, its own prefixes of the bucket,
+the table actions it uses and the task-token calls.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Aws, CfnCondition, Duration, Fn, RemovalPolicy, Stack
@@ -18,6 +20,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.aws_ecr_assets import Platform
@@ -31,41 +34,124 @@ from imgproc_infra.config import (
     DeploymentConfig,
     ServiceImage,
 )
-from imgproc_shared.resources import INCOMING_PREFIX, THUMBNAILS_PREFIX, ResourceNames, Stage
+from imgproc_shared.permissions import (
+    AnyResource,
+    BucketArn,
+    ExecutionsArn,
+    Machine,
+    ObjectsArn,
+    Principal,
+    QueueArn,
+    Resource,
+    RoleArn,
+    StateMachineArn,
+    TableArn,
+    TableIndexesArn,
+    TopicArn,
+    render_statements,
+    role_name,
+)
+from imgproc_shared.resources import Queue, ResourceNames, Stage, Table, Topic
+from imgproc_shared.workflow import retag_state_machine_name
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
-# What a worker does with its own queue (the runtime looks its URL up by name).
-QUEUE_CONSUMER_ACTIONS = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueUrl",
-    "sqs:GetQueueAttributes",
-]
-# The runtime records per-stage progress on the image record.
-WORKER_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
-API_TABLE_ACTIONS = [
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem",
-]
-# Operator views (depths) and dead-letter replay (`imgproc dlq` through the API).
-QUEUE_OPERATOR_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-DEAD_LETTER_REPLAY_ACTIONS = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:PurgeQueue",
-    "sqs:ListDeadLetterSourceQueues",
-    "sqs:StartMessageMoveTask",
-    "sqs:ListMessageMoveTasks",
-    "sqs:CancelMessageMoveTask",
-]
+WORKER_PRINCIPALS: dict[Stage, Principal] = {
+    Stage.EXTRACT: Principal.EXTRACTOR,
+    Stage.TAG: Principal.TAGGER,
+    Stage.THUMBNAIL: Principal.THUMBNAILER,
+}
+
+
+@dataclass(frozen=True)
+class CloudFormationArns:
+    """Each symbolic resource of `imgproc_shared.permissions` as the CDK token of its ARN."""
+
+    names: ResourceNames
+    stack: Stack
+    bucket: s3.IBucket
+    tables: Mapping[Table, dynamodb.ITable]
+    queues: Mapping[Queue, sqs.IQueue]
+    dead_letter_queues: Mapping[Queue, sqs.IQueue]
+    topics: Mapping[Topic, sns.ITopic]
+    state_machines: Mapping[Machine, sfn.IStateMachine]
+
+    def machine_name(self, machine: Machine) -> str:
+        if machine is Machine.RETAG:
+            return retag_state_machine_name(self.names.prefix)
+        return self.names.state_machine
+
+    def __call__(self, resource: Resource) -> str:
+        match resource:
+            case QueueArn(queue, dead_letter):
+                return (self.dead_letter_queues if dead_letter else self.queues)[queue].queue_arn
+            case TableArn(table):
+                return self.tables[table].table_arn
+            case TableIndexesArn(table):
+                return f"{self.tables[table].table_arn}/index/*"
+            case BucketArn():
+                return self.bucket.bucket_arn
+            case ObjectsArn(prefix):
+                return self.bucket.arn_for_objects(f"{prefix}*")
+            case TopicArn(topic):
+                return self.topics[topic].topic_arn
+            case StateMachineArn(machine):
+                return self.state_machines[machine].state_machine_arn
+            case ExecutionsArn(machine):
+                return self.stack.format_arn(
+                    service="states",
+                    resource="execution",
+                    resource_name=f"{self.machine_name(machine)}:*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            case RoleArn(principal):
+                # Built from the name, not the role's token: the status API's policy names the
+                # role that trusts the status API's role (a token would make a cycle).
+                return self.stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=role_name(self.names.prefix, principal),
+                )
+            case AnyResource():
+                return "*"
+        raise TypeError(f"not a resource: {resource!r}")
+
+
+def grant_permissions(
+    role: iam.Role,
+    principal: Principal,
+    arns: CloudFormationArns,
+    *,
+    uses_rekognition: CfnCondition | None = None,
+) -> None:
+    """`principal`'s statements on `role`; the Rekognition ones only where `uses_rekognition`.
+
+    Those are an inline policy of the role itself, present through Fn::If: the task definition
+    refers to the role, so CloudFormation attaches the grant before tasks with the new backend
+    start (a separate AWS::IAM::Policy with a Condition could not be a DependsOn target).
+    """
+    always = render_statements(principal, arns, rekognition=False)
+    for statement in always:
+        role.add_to_policy(iam.PolicyStatement.from_json(statement))
+    granted = {statement["Sid"] for statement in always}
+    conditional = [
+        statement
+        for statement in render_statements(principal, arns, rekognition=True)
+        if statement["Sid"] not in granted
+    ]
+    if not conditional:
+        return
+    assert uses_rekognition is not None, f"{principal} has Rekognition grants: pass the condition"
+    cfn_role = role.node.default_child
+    assert isinstance(cfn_role, iam.CfnRole)
+    grant = {
+        "PolicyName": "rekognition-detect-labels",
+        "PolicyDocument": iam.PolicyDocument(
+            statements=[iam.PolicyStatement.from_json(s) for s in conditional]
+        ),
+    }
+    cfn_role.policies = [Fn.condition_if(uses_rekognition.logical_id, grant, Aws.NO_VALUE)]
 
 
 def container_image(config: DeploymentConfig, image: ServiceImage) -> ecs.ContainerImage:
@@ -75,8 +161,27 @@ def container_image(config: DeploymentConfig, image: ServiceImage) -> ecs.Contai
         file=DOCKERFILE,
         target=image.target,
         build_args={"PACKAGE": image.package},
-        platform=Platform.LINUX_AMD64,
+        platform=Platform.LINUX_ARM64 if config.architecture == "arm64" else Platform.LINUX_AMD64,
     )
+
+
+def runtime_platform(config: DeploymentConfig) -> ecs.RuntimePlatform:
+    """The task definitions' platform: the architecture the images were built for."""
+    return ecs.RuntimePlatform(
+        cpu_architecture=(
+            ecs.CpuArchitecture.ARM64
+            if config.architecture == "arm64"
+            else ecs.CpuArchitecture.X86_64
+        ),
+        operating_system_family=ecs.OperatingSystemFamily.LINUX,
+    )
+
+
+def task_subnets(config: DeploymentConfig) -> ec2.SubnetSelection:
+    """Where tasks run: private subnets behind the NAT gateway, or public ones (public IPs)."""
+    if config.tasks_in_public_subnets:
+        return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+    return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
 
 
 def service_environment(
@@ -119,21 +224,32 @@ def _log_group(scope: Construct, config: DeploymentConfig, service: str) -> logs
 
 
 class Network(Construct):
-    """A VPC (tasks in private subnets) and the ECS cluster with Container Insights."""
+    """A VPC and the ECS cluster with Container Insights and the Fargate capacity providers.
+
+    By default tasks run in private subnets behind one NAT gateway. With
+    `tasks_in_public_subnets` there is no NAT gateway: tasks run in the public subnets with
+    public IPs, and the private subnets (isolated) keep only the internal load balancer.
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
+        public = config.tasks_in_public_subnets
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
             max_azs=2,
             # One NAT gateway for ECR, Step Functions, SQS and Rekognition calls; S3 and
             # DynamoDB traffic takes the free gateway endpoints instead.
-            nat_gateways=1,
+            nat_gateways=0 if public else 1,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC),
                 ec2.SubnetConfiguration(
-                    name="tasks", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
+                    name="tasks",
+                    subnet_type=(
+                        ec2.SubnetType.PRIVATE_ISOLATED
+                        if public
+                        else ec2.SubnetType.PRIVATE_WITH_EGRESS
+                    ),
                 ),
             ],
             gateway_endpoints={
@@ -151,6 +267,21 @@ class Network(Construct):
             # RunningTaskCount, which the scaling policies divide by, comes from here.
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
+        # FARGATE and FARGATE_SPOT, for the workers' `WorkerCapacityProvider` parameter. Made
+        # here rather than by the cluster's `enable_fargate_capacity_providers` (which adds it
+        # only at synthesis) so that the worker services can depend on it: a service whose
+        # strategy names a provider the cluster lacks fails to create.
+        self.capacity_providers = ecs.CfnClusterCapacityProviderAssociations(
+            self,
+            "CapacityProviders",
+            cluster=self.cluster.cluster_name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            default_capacity_provider_strategy=[
+                ecs.CfnClusterCapacityProviderAssociations.CapacityProviderStrategyProperty(
+                    capacity_provider="FARGATE", weight=1
+                )
+            ],
+        )
 
 
 class WorkerService(Construct):
@@ -166,13 +297,11 @@ class WorkerService(Construct):
         image: ServiceImage,
         size: TaskSize,
         cluster: ecs.ICluster,
-        queue: sqs.IQueue,
-        bucket: s3.IBucket,
-        images_table: dynamodb.ITable,
-        dead_letters_table: dynamodb.ITable,
+        arns: CloudFormationArns,
         state_machine: sfn.IStateMachine,
         tagger_backend: str,
         uses_rekognition: CfnCondition,
+        capacity_provider: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.task_role = iam.Role(
@@ -181,46 +310,18 @@ class WorkerService(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"{config.prefix} {image.service}: its queue, prefixes and table actions",
         )
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(actions=QUEUE_CONSUMER_ACTIONS, resources=[queue.queue_arn])
+        grant_permissions(
+            self.task_role, WORKER_PRINCIPALS[stage], arns, uses_rekognition=uses_rekognition
         )
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(f"{INCOMING_PREFIX}*")],
-            )
-        )
-        if stage is Stage.TAG:
-            self._allow_detect_labels_if(uses_rekognition)
-        if stage is Stage.THUMBNAIL:
-            self.task_role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["s3:PutObject"],
-                    resources=[bucket.arn_for_objects(f"{THUMBNAILS_PREFIX}*")],
-                )
-            )
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(actions=WORKER_TABLE_ACTIONS, resources=[images_table.table_arn])
-        )
-        # On a message's last try, a note of why it fails, shown with its dead letter.
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:UpdateItem"], resources=[dead_letters_table.table_arn]
-            )
-        )
-        state_machine.grant_task_response(self.task_role)
 
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "Task",
             family=f"{config.prefix}-{image.service}",
-            cpu=size.cpu,  # type: ignore[arg-type]  # a parameter token
-            memory_limit_mib=size.memory_mib,  # type: ignore[arg-type]
+            cpu=size.cpu,  # a parameter token
+            memory_limit_mib=size.memory_mib,
             task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            runtime_platform=runtime_platform(config),
         )
         self.log_group = _log_group(self, config, image.service)
         self.container = self.task_definition.add_container(
@@ -239,32 +340,19 @@ class WorkerService(Construct):
             service_name=f"{config.prefix}-{image.service}",
             cluster=cluster,
             task_definition=self.task_definition,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            vpc_subnets=task_subnets(config),
+            assign_public_ip=config.tasks_in_public_subnets,
+            # FARGATE or FARGATE_SPOT (the parameter): always a strategy, never a launch type,
+            # so that switching is an update of the service, not its replacement. A Spot task
+            # gets SIGTERM two minutes before it is reclaimed and drains like any other.
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider=capacity_provider, weight=1)
+            ],
             # The desired count belongs to the scaling policies: the template never resets it.
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
-
-    def _allow_detect_labels_if(self, condition: CfnCondition) -> None:
-        """`rekognition:DetectLabels`, granted only where `condition` holds.
-
-        An inline policy of the role itself, present through Fn::If: the task definition refers
-        to the role, so CloudFormation attaches the grant before tasks with the new backend
-        start (a separate AWS::IAM::Policy with a Condition could not be a DependsOn target).
-        """
-        role = self.task_role.node.default_child
-        assert isinstance(role, iam.CfnRole)
-        grant = {
-            "PolicyName": "rekognition-detect-labels",
-            # DetectLabels has no resource-level permissions: "*" is the only valid resource.
-            "PolicyDocument": iam.PolicyDocument(
-                statements=[
-                    iam.PolicyStatement(actions=["rekognition:DetectLabels"], resources=["*"])
-                ]
-            ),
-        }
-        role.policies = [Fn.condition_if(condition.logical_id, grant, Aws.NO_VALUE)]
 
 
 class StatusApi(Construct):
@@ -280,78 +368,36 @@ class StatusApi(Construct):
         desired_count: int | float,
         cluster: ecs.ICluster,
         image: ServiceImage,
-        bucket: s3.IBucket,
-        tables: list[dynamodb.ITable],
-        own_queues: list[sqs.IQueue],
-        all_queues: list[sqs.IQueue],
-        dead_letter_queues: list[sqs.IQueue],
+        arns: CloudFormationArns,
         state_machine: sfn.IStateMachine,
         cognito_environment: dict[str, str],
         tagger_backend: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         self.task_role = iam.Role(
             self,
             "TaskRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"{config.prefix} status API: records, uploads, executions, queues",
         )
-        table_resources = [arn for t in tables for arn in (t.table_arn, f"{t.table_arn}/index/*")]
-        statements = [
-            iam.PolicyStatement(actions=API_TABLE_ACTIONS, resources=table_resources),
-            # Presigned uploads are signed with this role: PUT under incoming/ only.
-            iam.PolicyStatement(
-                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{INCOMING_PREFIX}*")]
-            ),
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:DeleteObject"],
-                resources=[
-                    bucket.arn_for_objects(f"{INCOMING_PREFIX}*"),
-                    bucket.arn_for_objects(f"{THUMBNAILS_PREFIX}*"),
-                ],
-            ),
-            iam.PolicyStatement(
-                actions=QUEUE_CONSUMER_ACTIONS, resources=[q.queue_arn for q in own_queues]
-            ),
-            iam.PolicyStatement(
-                actions=QUEUE_OPERATOR_ACTIONS,
-                resources=[q.queue_arn for q in (*all_queues, *dead_letter_queues)],
-            ),
-            iam.PolicyStatement(
-                actions=DEAD_LETTER_REPLAY_ACTIONS,
-                resources=[q.queue_arn for q in dead_letter_queues],
-            ),
-            # A replay returns each message to its source queue.
-            iam.PolicyStatement(
-                actions=["sqs:SendMessage"], resources=[q.queue_arn for q in all_queues]
-            ),
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
-            ),
-            iam.PolicyStatement(
-                actions=[
-                    "states:DescribeExecution",
-                    "states:GetExecutionHistory",
-                    "states:StopExecution",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="states",
-                        resource="execution",
-                        resource_name=f"{ResourceNames(config.prefix).state_machine}:*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            ),
-        ]
-        for statement in statements:
-            self.task_role.add_to_policy(statement)
+        grant_permissions(self.task_role, Principal.STATUS_API, arns)
+        # Operators' powers, apart from the internet-facing API's own role: operator endpoints
+        # (and only they) act with this role's temporary credentials (sts:AssumeRole).
+        self.operations_role = iam.Role(
+            self,
+            "OperationsRole",
+            role_name=role_name(arns.names.prefix, Principal.OPERATIONS),
+            assumed_by=iam.ArnPrincipal(self.task_role.role_arn),
+            max_session_duration=Duration.hours(1),
+            description=f"{config.prefix} operators: dead letters, replays, purges, re-tags",
+        )
+        grant_permissions(self.operations_role, Principal.OPERATIONS, arns)
 
         self.log_group = _log_group(self, config, image.service)
         environment = {
             **service_environment(config, state_machine, tagger_backend),
             **cognito_environment,
+            "IMGPROC_OPERATIONS_ROLE_ARN": self.operations_role.role_arn,
         }
         certificate = (
             acm.Certificate.from_certificate_arn(self, "Certificate", config.certificate_arn)
@@ -363,15 +409,21 @@ class StatusApi(Construct):
             "Service",
             service_name=f"{config.prefix}-{image.service}",
             cluster=cluster,
-            cpu=size.cpu,  # type: ignore[arg-type]
-            memory_limit_mib=size.memory_mib,  # type: ignore[arg-type]
-            desired_count=desired_count,  # type: ignore[arg-type]
-            public_load_balancer=True,
+            cpu=size.cpu,
+            memory_limit_mib=size.memory_mib,
+            desired_count=desired_count,
+            runtime_platform=runtime_platform(config),
+            task_subnets=task_subnets(config),
+            assign_public_ip=config.tasks_in_public_subnets,
+            # Internal, in the private subnets: CloudFront reaches it through a VPC origin
+            # (edge.py); the internet cannot reach it at all.
+            public_load_balancer=False,
+            open_listener=False,
             certificate=certificate,
             protocol=(
                 elbv2.ApplicationProtocol.HTTPS if certificate else elbv2.ApplicationProtocol.HTTP
             ),
-            redirect_http=bool(certificate),
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if certificate else None,
             min_healthy_percent=100,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             health_check_grace_period=Duration.seconds(60),
@@ -397,6 +449,19 @@ class StatusApi(Construct):
             unhealthy_threshold_count=3,
         )
         self.service.target_group.set_attribute("deregistration_delay.timeout_seconds", "30")
+        load_balancer = self.service.load_balancer
+        # CloudFront's VPC origin connects from network interfaces it places in the VPC's
+        # subnets, so the VPC's range is the narrowest source that admits it (its own security
+        # group, CloudFront-VPCOrigins-Service-SG, only exists after the first deployment).
+        load_balancer.connections.allow_from(
+            ec2.Peer.ipv4(cluster.vpc.vpc_cidr_block),
+            ec2.Port.tcp(self.listener_port),
+            "CloudFront VPC origin (the load balancer is internal)",
+        )
+        load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled", "true")
+        # The pattern's own URL output names the internal load balancer: the stack's `ApiUrl`
+        # (CloudFront) is the one to open.
+        self.service.node.try_remove_child("ServiceURL")
         # ECS ignores the Dockerfile's HEALTHCHECK: the same probe, declared for ECS.
         self.service.task_definition.node.default_child.add_property_override(  # type: ignore[union-attr]
             "ContainerDefinitions.0.HealthCheck",
@@ -413,7 +478,9 @@ class StatusApi(Construct):
         )
 
     @property
-    def url(self) -> str:
-        lb = self.service.load_balancer
-        scheme = "https" if self.service.certificate else "http"
-        return f"{scheme}://{lb.load_balancer_dns_name}"
+    def uses_https(self) -> bool:
+        return self.service.certificate is not None
+
+    @property
+    def listener_port(self) -> int:
+        return 443 if self.uses_https else 80

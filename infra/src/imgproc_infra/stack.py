@@ -7,24 +7,41 @@ from typing import Any
 from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Fn, Stack
 from constructs import Construct
 
+from imgproc_infra.alarms import Alarms
 from imgproc_infra.config import (
     DEFAULT_TAGGER_BACKEND,
+    FARGATE_TASK_SIZES,
     STATUS_API_IMAGE,
     TAGGER_BACKENDS,
     WORKER_IMAGES,
     DeploymentConfig,
-    workflow_limits,
 )
+from imgproc_infra.edge import Edge
 from imgproc_infra.identity import Identity
 from imgproc_infra.messaging import Messaging
+from imgproc_infra.parameter_rules import MAX_MIN_TASKS, task_count_rule, task_size_rule
 from imgproc_infra.scaling import BacklogScaling, WorkerScalingParameters
-from imgproc_infra.services import Network, StatusApi, TaskSize, WorkerService
+from imgproc_infra.services import (
+    CloudFormationArns,
+    Network,
+    StatusApi,
+    TaskSize,
+    WorkerService,
+)
 from imgproc_infra.storage import Storage
 from imgproc_infra.workflow import Workflow
+from imgproc_shared.permissions import Machine
 from imgproc_shared.resources import STAGE_QUEUES, Queue, ResourceNames, Stage, Table, Topic
+from imgproc_shared.scaling import heartbeat_covers_scale_from_zero
+from imgproc_shared.workflow import WorkflowLimits
 
-# Fargate's valid task CPU units; memory must fit the CPU (see the ECS task size table).
-FARGATE_CPU = ["256", "512", "1024", "2048", "4096"]
+# Fargate's valid task CPU units; memory must fit the CPU (the `<Service>TaskSize` Rules).
+FARGATE_CPU = [str(cpu_units) for cpu_units in FARGATE_TASK_SIZES]
+FARGATE_MEMORY_MIB = sorted({mib for sizes in FARGATE_TASK_SIZES.values() for mib in sizes})
+# FARGATE or FARGATE_SPOT for every worker service (Spot: up to ~70% less, reclaimable with a
+# two-minute SIGTERM, which a worker drains; the status API stays on FARGATE).
+PARAMETER_WORKER_CAPACITY_PROVIDER = "WorkerCapacityProvider"
+CAPACITY_PROVIDERS = ["FARGATE", "FARGATE_SPOT"]
 
 # Stack outputs, named after the settings field they feed (`imgproc --stack` maps
 # `StateMachineArn` to `IMGPROC_STATE_MACHINE_ARN`).
@@ -66,13 +83,28 @@ class ImgprocStack(Stack):
             self,
             "Workflow",
             names=names,
-            limits=workflow_limits(settings),
+            limits=WorkflowLimits.from_settings(settings),
             extract_queue=messaging.queues[Queue.EXTRACT],
             validated_topic=messaging.topics[Topic.VALIDATED],
             stored_topic=messaging.topics[Topic.STORED],
             images_table=storage.tables[Table.IMAGES],
         )
         state_machine = self.workflow.state_machine
+        # Every role's statements come from imgproc_shared.permissions, resolved to these.
+        arns = CloudFormationArns(
+            names=names,
+            stack=self,
+            bucket=storage.bucket,
+            tables=storage.tables,
+            queues=messaging.queues,
+            dead_letter_queues=messaging.dead_letter_queues,
+            topics=messaging.topics,
+            state_machines={
+                Machine.IMAGE_PROC: state_machine,
+                Machine.RETAG: self.workflow.retag_state_machine,
+            },
+        )
+        self.workflow.grant_permissions(arns)
         self.identity = Identity(self, "Identity", names=names)
         network = Network(self, "Network", config=config)
         self.network = network
@@ -93,6 +125,15 @@ class ImgprocStack(Stack):
             expression=Fn.condition_equals(self.tagger_backend.value_as_string, "rekognition"),
         )
         tagger_backend = self.tagger_backend.value_as_string
+        self.worker_capacity_provider = CfnParameter(
+            self,
+            PARAMETER_WORKER_CAPACITY_PROVIDER,
+            type="String",
+            default="FARGATE",
+            allowed_values=CAPACITY_PROVIDERS,
+            description="Where worker tasks run: FARGATE, or FARGATE_SPOT (about 70% less; a "
+            "task may be reclaimed with two minutes' notice and drains like any stopped task)",
+        )
 
         self.workers: dict[Stage, WorkerService] = {}
         self.scaling: dict[Stage, BacklogScaling] = {}
@@ -101,6 +142,13 @@ class ImgprocStack(Stack):
             sizing = config.sizing[stage]
             cpu = self._cpu_parameter(label, sizing.cpu)
             memory = self._memory_parameter(label, sizing.memory_mib)
+            task_size_rule(self, label, cpu, memory)
+            # The task heartbeat's clock runs while a message waits for the first task.
+            scale_from_zero_allowed = heartbeat_covers_scale_from_zero(
+                sizing.policy.with_bounds(0, sizing.policy.max_workers),
+                settings.task_heartbeat_s,
+                settings.heartbeat_interval_s,
+            )
             worker = WorkerService(
                 self,
                 label,
@@ -109,13 +157,11 @@ class ImgprocStack(Stack):
                 image=image,
                 size=TaskSize(cpu.value_as_number, memory.value_as_number),
                 cluster=network.cluster,
-                queue=messaging.queues[STAGE_QUEUES[stage]],
-                bucket=storage.bucket,
-                images_table=storage.tables[Table.IMAGES],
-                dead_letters_table=storage.tables[Table.DEAD_LETTERS],
+                arns=arns,
                 state_machine=state_machine,
                 tagger_backend=tagger_backend,
                 uses_rekognition=self.uses_rekognition,
+                capacity_provider=self.worker_capacity_provider.value_as_string,
             )
             parameters = WorkerScalingParameters(
                 min_tasks=CfnParameter(
@@ -123,7 +169,12 @@ class ImgprocStack(Stack):
                     f"{label}MinTasks",
                     type="Number",
                     min_value=0,
-                    default=sizing.policy.min_capacity,
+                    max_value=MAX_MIN_TASKS,
+                    default=(
+                        sizing.policy.min_capacity
+                        if scale_from_zero_allowed
+                        else max(sizing.policy.min_capacity, 1)
+                    ),
                     description=f"Fewest {image.service} tasks (0: none while its queue is empty)",
                 ),
                 max_tasks=CfnParameter(
@@ -153,6 +204,14 @@ class ImgprocStack(Stack):
                     "scales to keep backlog per task × seconds per message at this value",
                 ),
             )
+            task_count_rule(
+                self,
+                label,
+                parameters.min_tasks,
+                parameters.max_tasks,
+                scale_from_zero_allowed=scale_from_zero_allowed,
+            )
+            worker.service.node.add_dependency(network.capacity_providers)
             self.workers[stage] = worker
             self.scaling[stage] = BacklogScaling(
                 self,
@@ -166,6 +225,7 @@ class ImgprocStack(Stack):
 
         api_cpu = self._cpu_parameter("StatusApi", 512)
         api_memory = self._memory_parameter("StatusApi", 1024)
+        task_size_rule(self, "StatusApi", api_cpu, api_memory)
         api_tasks = CfnParameter(
             self,
             "StatusApiTasks",
@@ -182,15 +242,7 @@ class ImgprocStack(Stack):
             desired_count=api_tasks.value_as_number,
             cluster=network.cluster,
             image=STATUS_API_IMAGE,
-            bucket=storage.bucket,
-            tables=list(storage.tables.values()),
-            own_queues=[
-                messaging.queues[Queue.INGEST],
-                messaging.queues[Queue.STATUS_EVENTS],
-                messaging.queues[Queue.SEARCH_INDEX],
-            ],
-            all_queues=list(messaging.queues.values()),
-            dead_letter_queues=list(messaging.dead_letter_queues.values()),
+            arns=arns,
             state_machine=state_machine,
             cognito_environment={
                 "IMGPROC_COGNITO_ISSUER": self.identity.issuer,
@@ -200,15 +252,30 @@ class ImgprocStack(Stack):
             tagger_backend=tagger_backend,
         )
 
-        # The search indexer writes an image's entries in batches (search table only).
-        storage.tables[Table.SEARCH].grant(self.status_api.task_role, "dynamodb:BatchWriteItem")
-
-        self.workflow.grant_retag(
-            tagger=self.workers[Stage.TAG].task_role, operators=self.status_api.task_role
+        self.edge = Edge(
+            self,
+            "Edge",
+            config=config,
+            load_balancer=self.status_api.service.load_balancer,
+            origin_uses_https=self.status_api.uses_https,
+        )
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            names=names,
+            settings=settings,
+            messaging=messaging,
+            workflow=self.workflow,
+            workers={
+                stage: (worker.service, messaging.queues[STAGE_QUEUES[stage]])
+                for stage, worker in self.workers.items()
+            },
+            cluster=network.cluster,
+            load_balancer=self.status_api.service.load_balancer,
         )
 
         outputs = {
-            OUTPUT_API_URL: (self.status_api.url, "The status API and web client"),
+            OUTPUT_API_URL: (self.edge.url, "The status API and web client (HTTPS, CloudFront)"),
             OUTPUT_BUCKET: (storage.bucket.bucket_name, "Originals and thumbnails"),
             OUTPUT_USER_POOL_ID: (self.identity.user_pool.user_pool_id, "Cognito user pool"),
             OUTPUT_USER_POOL_CLIENT_ID: (
@@ -239,7 +306,8 @@ class ImgprocStack(Stack):
             f"{label}MemoryMiB",
             type="Number",
             default=default,
-            min_value=512,
-            max_value=30720,
-            description=f"{label} task memory (MiB); must suit the CPU",
+            min_value=FARGATE_MEMORY_MIB[0],
+            max_value=FARGATE_MEMORY_MIB[-1],
+            description=f"{label} task memory (MiB): one Fargate runs with {label}Cpu "
+            f"(the {label}TaskSize rule lists them)",
         )

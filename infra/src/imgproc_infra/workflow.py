@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from imgproc_infra.services import LOG_RETENTION, CloudFormationArns, grant_permissions
+from imgproc_shared.permissions import Principal
 from imgproc_shared.resources import ResourceNames
 from imgproc_shared.workflow import (
     WorkflowLimits,
@@ -46,24 +49,14 @@ class Workflow(Construct):
             stored_topic_arn=stored_topic.topic_arn,
             images_table=images_table.table_name,
         )
+        # Its statements come with grant_permissions, once every resource they name exists.
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
             description=f"{names.state_machine}: only what its tasks call",
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[extract_queue.queue_arn])
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sns:Publish"],
-                resources=[validated_topic.topic_arn, stored_topic.topic_arn],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[images_table.table_arn])
-        )
+        self.log_groups: dict[str, logs.LogGroup] = {}
         # Publishing to an encrypted topic needs its key.
         for topic in (validated_topic, stored_topic):
             if topic.master_key is not None:
@@ -71,6 +64,7 @@ class Workflow(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            logs=self._logging("StateMachineLogs", names.state_machine),
             state_machine_name=names.state_machine,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(
@@ -84,6 +78,7 @@ class Workflow(Construct):
         self.retag_state_machine = sfn.StateMachine(
             self,
             "RetagStateMachine",
+            logs=self._logging("RetagStateMachineLogs", retag_state_machine_name(names.prefix)),
             state_machine_name=self.retag_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(
@@ -92,27 +87,24 @@ class Workflow(Construct):
             role=self.role,
         )
 
-    def grant_retag(self, *, tagger: iam.IGrantable, operators: iam.IGrantable) -> None:
-        """Re-tagging beyond ImageProc's grants: the tagger answers ImageRetag's task tokens;
-        the status API (operators' endpoint) starts its executions and reads their progress."""
-        machine = self.retag_state_machine
-        machine.grant_task_response(tagger)
-        machine.grant_start_execution(operators)
-        # Not `grant_read`: it adds describe actions on every resource.
-        iam.Grant.add_to_principal(
-            grantee=operators,
-            actions=["states:ListExecutions"],
-            resource_arns=[machine.state_machine_arn],
+    def _logging(self, construct_id: str, machine_name: str) -> sfn.LogOptions:
+        """ERROR-level logging (failed, timed-out and aborted executions, failed tasks) with the
+        execution data that says which image, to a log group per machine, whose failures the
+        failed-executions alarm counts (alarms.py)."""
+        log_group = logs.LogGroup(
+            self,
+            construct_id,
+            # Under /aws/vendedlogs/: CloudWatch Logs then needs no resource policy per group.
+            log_group_name=f"/aws/vendedlogs/states/{machine_name}",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
         )
-        iam.Grant.add_to_principal(
-            grantee=operators,
-            actions=["states:DescribeExecution"],
-            resource_arns=[
-                Stack.of(self).format_arn(
-                    service="states",
-                    resource="execution",
-                    resource_name=f"{self.retag_name}:*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
+        self.log_groups[machine_name] = log_group
+        return sfn.LogOptions(
+            destination=log_group, level=sfn.LogLevel.ERROR, include_execution_data=True
         )
+
+    def grant_permissions(self, arns: CloudFormationArns) -> None:
+        """The role's statements from `imgproc_shared.permissions` (the topics' key stays
+        here: the local stack's topics are not encrypted)."""
+        grant_permissions(self.role, Principal.WORKFLOW, arns)

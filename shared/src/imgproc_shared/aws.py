@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+from imgproc_shared.errors import note_request
 from imgproc_shared.settings import Settings
 
+if TYPE_CHECKING:  # the stubs are a development dependency: types only, never imported at run time
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_stepfunctions import SFNClient
+
 # Long polls hold a pooled connection for up to 20 s each: size the pool so sends, deletes and
-# heartbeats never queue behind them (FACTS: the default of 10 starves concurrent workers).
+# heartbeats never queue behind them (botocore's default of 10 starves concurrent workers;
+# docs/FACTS.md, "aiobotocore / botocore").
 _POOL_HEADROOM = 16
+
+
+def as_dict(shape: Mapping[str, Any]) -> dict[str, Any]:
+    """A typed AWS shape (a TypedDict of the stubs) where the code reads it as plain data."""
+    return cast(dict[str, Any], shape)
 
 
 def client_config(settings: Settings, *, pool: int | None = None) -> AioConfig:
@@ -28,9 +43,13 @@ def client_config(settings: Settings, *, pool: int | None = None) -> AioConfig:
 
 
 def _credentials(settings: Settings) -> dict[str, str]:
-    # The embedded endpoint accepts any credentials; never look for real ones when using it.
+    # The embedded endpoint gets its own key (the service's IAM user there, else the
+    # administrator's); never look for real credentials when using it.
     if settings.endpoint_url:
-        return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        return {
+            "aws_access_key_id": settings.endpoint_access_key_id,
+            "aws_secret_access_key": settings.endpoint_secret_access_key.get_secret_value(),
+        }
     return {}
 
 
@@ -58,6 +77,7 @@ class AwsClients:
                     **_credentials(self.settings),
                 )
             )
+            note_request(self._clients[service])  # so a denial names what it was about
         return self._clients[service]
 
     async def __aenter__(self) -> AwsClients:
@@ -70,21 +90,21 @@ class AwsClients:
         self._clients.clear()
 
     @property
-    def s3(self) -> Any:
-        return self._clients["s3"]
+    def s3(self) -> S3Client:
+        return cast("S3Client", self._clients["s3"])
 
     @property
-    def sqs(self) -> Any:
-        return self._clients["sqs"]
+    def sqs(self) -> SQSClient:
+        return cast("SQSClient", self._clients["sqs"])
 
     @property
-    def sns(self) -> Any:
-        return self._clients["sns"]
+    def sns(self) -> SNSClient:
+        return cast("SNSClient", self._clients["sns"])
 
     @property
-    def dynamodb(self) -> Any:
-        return self._clients["dynamodb"]
+    def dynamodb(self) -> DynamoDBClient:
+        return cast("DynamoDBClient", self._clients["dynamodb"])
 
     @property
-    def stepfunctions(self) -> Any:
-        return self._clients["stepfunctions"]
+    def stepfunctions(self) -> SFNClient:
+        return cast("SFNClient", self._clients["stepfunctions"])

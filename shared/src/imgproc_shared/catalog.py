@@ -1,4 +1,5 @@
-"""Albums and images in DynamoDB: the records every service reads and writes.
+"""Albums and images in DynamoDB: the records every service reads and writes, as the typed
+models of `imgproc_shared.records`.
 
 Complex values that the workflow writes itself (metadata, tags, thumbnails) are stored as JSON
 strings, because States Language cannot build typed DynamoDB maps from task results.
@@ -15,9 +16,11 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.records import DELETED, STAGE_ORDER, AlbumRecord, ImageRecord, StageProgress
 from imgproc_shared.resources import (
     ALBUMS_BY_OWNER_INDEX,
     IMAGES_BY_ALBUM_INDEX,
@@ -33,10 +36,7 @@ _deserializer = TypeDeserializer()
 
 JSON_ATTRIBUTES = ("metadata", "tags", "thumbnails")
 
-# A deleted image's record until the sweep purges it: it has no album (so no album view, query
-# or live update finds it) and no other status, so no conditional write of the upload path, the
-# workflow or a worker can bring the image back. Never shown, hence not an ImageStatus.
-DELETED = "DELETED"
+__all__ = ["DELETED", "STAGE_ORDER", "AlbumNameTaken", "Catalog", "album_name_guard"]
 
 
 def now_iso() -> str:
@@ -68,10 +68,16 @@ def _plain_numbers(value: Any) -> Any:
     return value
 
 
+def _image(item: dict[str, Any]) -> ImageRecord:
+    return ImageRecord.model_validate(from_item(item))
+
+
 def _projection(attributes: Sequence[str]) -> dict[str, Any]:
-    """Read arguments that return only `attributes` (names escaped); none for the whole item."""
+    """Read arguments that return only `attributes` of an image (names escaped), and its id,
+    which every `ImageRecord` has; none for the whole item."""
     if not attributes:
         return {}
+    attributes = tuple(dict.fromkeys(("image_id", *attributes)))
     names = {f"#a{i}": name for i, name in enumerate(attributes)}
     return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
@@ -104,9 +110,7 @@ class Catalog:
                 return False
             raise
 
-    async def get_image(
-        self, image_id: str, attributes: Sequence[str] = ()
-    ) -> dict[str, Any] | None:
+    async def get_image(self, image_id: str, attributes: Sequence[str] = ()) -> ImageRecord | None:
         """The image's record (only `attributes` of it when given); None if there is none."""
         response = await self.aws.dynamodb.get_item(
             TableName=self.images_table,
@@ -115,7 +119,7 @@ class Catalog:
             **_projection(attributes),
         )
         item = response.get("Item")
-        return from_item(item) if item else None
+        return _image(item) if item else None
 
     async def record_upload(
         self,
@@ -128,7 +132,7 @@ class Catalog:
         file_name: str,
         content_type: str | None = None,
         size: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> ImageRecord:
         """The image exists as UPLOADING from the moment an upload is granted."""
         values = {
             "image_id": image_id,
@@ -149,7 +153,7 @@ class Catalog:
             Item=to_item({**values, **sweep}),
             ConditionExpression="attribute_not_exists(image_id)",
         )
-        return values
+        return ImageRecord.model_validate(values)
 
     async def mark_processing(
         self,
@@ -260,7 +264,7 @@ class Catalog:
         self,
         image_id: str,
         stage: str,
-        progress: dict[str, Any],
+        progress: StageProgress | dict[str, Any],
         results: dict[str, Any] | None = None,
     ) -> bool:
         """Write one stage's progress (started, finished, error), and `results` (attributes
@@ -269,14 +273,17 @@ class Catalog:
         A deleted image's write is dropped and counts as done (True): the worker's message goes
         and its late answer finds the execution stopped; nothing is written to the tombstone."""
         names = {"#stage": f"stage_{stage}", "#status": "status"}
+        progress = StageProgress.model_validate(progress)
         values = {
-            ":progress": _serializer.serialize(progress),
+            ":progress": _serializer.serialize(progress.model_dump(mode="json")),
             ":deleted": _serializer.serialize(DELETED),
         }
         assignments = ["#stage = :progress"]
         for i, (name, value) in enumerate((results or {}).items()):
             assert name in JSON_ATTRIBUTES, name
             names[f"#r{i}"] = name
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json")
             values[f":r{i}"] = {"S": json.dumps(value, separators=(",", ":"))}
             assignments.append(f"#r{i} = :r{i}")
         try:
@@ -296,35 +303,38 @@ class Catalog:
             existing: Any = exc.response.get("Item") or {}  # with ALL_OLD: the record as it is
             return bool(existing.get("status", {}).get("S") == DELETED)
 
-    async def put_album(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:
-        values = {"album_id": album_id, "owner": owner, "name": name, "created_at": now_iso()}
+    async def put_album(self, *, album_id: str, owner: str, name: str) -> AlbumRecord:
+        album = AlbumRecord(album_id=album_id, owner=owner, name=name, created_at=now_iso())
         await self.aws.dynamodb.put_item(
             TableName=self.albums_table,
-            Item=to_item(values),
+            Item=to_item(album.model_dump()),
             ConditionExpression="attribute_not_exists(album_id)",
         )
-        return values
+        return album
 
-    async def get_album(self, album_id: str) -> dict[str, Any] | None:
+    async def get_album(self, album_id: str) -> AlbumRecord | None:
+        """The album; None if there is none (a name guard or a content claim is no album)."""
         response = await self.aws.dynamodb.get_item(
             TableName=self.albums_table, Key={"album_id": {"S": album_id}}, ConsistentRead=True
         )
         item = response.get("Item")
-        return from_item(item) if item else None
+        if not item or "owner" not in item:
+            return None
+        return AlbumRecord.model_validate(from_item(item))
 
     # Queries and deletions used by the status API. Album names are unique per owner through a
     # guard item written in the same transaction as the album (a query-then-put would race).
 
-    async def put_album_unique(self, *, album_id: str, owner: str, name: str) -> dict[str, Any]:
+    async def put_album_unique(self, *, album_id: str, owner: str, name: str) -> AlbumRecord:
         """Create an album whose name no other album of `owner` has; raises `AlbumNameTaken`."""
-        values = {"album_id": album_id, "owner": owner, "name": name, "created_at": now_iso()}
+        album = AlbumRecord(album_id=album_id, owner=owner, name=name, created_at=now_iso())
         try:
             await self.aws.dynamodb.transact_write_items(
                 TransactItems=[
                     {
                         "Put": {
                             "TableName": self.albums_table,
-                            "Item": to_item(values),
+                            "Item": to_item(album.model_dump()),
                             "ConditionExpression": "attribute_not_exists(album_id)",
                         }
                     },
@@ -343,7 +353,7 @@ class Catalog:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 raise AlbumNameTaken(name) from exc
             raise
-        return values
+        return album
 
     async def album_named(self, owner: str, name: str) -> str:
         """The id of `owner`'s album called `name`, created (through its name guard) if missing;
@@ -365,9 +375,9 @@ class Catalog:
                 continue  # another caller created it first: read its guard again
         raise AlbumNameTaken(name)
 
-    async def list_albums(self, owner: str) -> list[dict[str, Any]]:
+    async def list_albums(self, owner: str) -> list[AlbumRecord]:
         """The owner's albums, newest first."""
-        albums: list[dict[str, Any]] = []
+        albums: list[AlbumRecord] = []
         kwargs: dict[str, Any] = {}
         while True:
             page = await self.aws.dynamodb.query(
@@ -379,25 +389,25 @@ class Catalog:
                 ScanIndexForward=False,
                 **kwargs,
             )
-            albums.extend(from_item(item) for item in page.get("Items", []))
+            albums.extend(AlbumRecord.model_validate(from_item(i)) for i in page.get("Items", []))
             if not page.get("LastEvaluatedKey"):
                 return albums
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    async def delete_album(self, album: dict[str, Any]) -> None:
+    async def delete_album(self, album: AlbumRecord) -> None:
         """Delete an album record and its name guard (its images are deleted separately)."""
         await self.aws.dynamodb.transact_write_items(
             TransactItems=[
                 {
                     "Delete": {
                         "TableName": self.albums_table,
-                        "Key": {"album_id": {"S": album["album_id"]}},
+                        "Key": {"album_id": {"S": album.album_id}},
                     }
                 },
                 {
                     "Delete": {
                         "TableName": self.albums_table,
-                        "Key": {"album_id": {"S": album_name_guard(album["owner"], album["name"])}},
+                        "Key": {"album_id": {"S": album_name_guard(album.owner, album.name)}},
                     }
                 },
             ]
@@ -409,7 +419,7 @@ class Catalog:
         *,
         limit: int,
         after: tuple[str, str] | None = None,
-    ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+    ) -> tuple[list[ImageRecord], tuple[str, str] | None]:
         """One page of an album's images, newest upload first.
 
         `after` and the returned position are (uploaded_at, image_id) of the last image of a
@@ -431,19 +441,19 @@ class Catalog:
             Limit=limit,
             **kwargs,
         )
-        images = [from_item(item) for item in page.get("Items", [])]
+        images = [_image(item) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
         position = None
         if last and images:
-            position = (images[-1]["uploaded_at"], images[-1]["image_id"])
+            position = (str(images[-1].uploaded_at), images[-1].image_id)
         return images, position
 
     async def get_images(
         self, image_ids: list[str], attributes: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
+    ) -> list[ImageRecord]:
         """Several image records at once (unknown ids are left out); only `attributes` of
         each when given (a poll for status need not carry every record's metadata)."""
-        records: list[dict[str, Any]] = []
+        records: list[ImageRecord] = []
         projection = _projection(attributes)
         for start in range(0, len(image_ids), 100):
             keys: list[dict[str, Any]] = [
@@ -455,7 +465,7 @@ class Catalog:
             while request:
                 response = await self.aws.dynamodb.batch_get_item(RequestItems=request)
                 found = response.get("Responses", {}).get(self.images_table, [])
-                records.extend(from_item(item) for item in found)
+                records.extend(_image(item) for item in found)
                 request = response.get("UnprocessedKeys") or {}
         return records
 
@@ -465,7 +475,7 @@ class Catalog:
         album_id: str | None = None,
         owner: str | None = None,
         attributes: Sequence[str] = (),
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[ImageRecord]:
         """Every image of an album, of an owner, or of the whole table (neither given), a page
         at a time; only `attributes` of each when given. An album of another owner yields
         nothing when both are given."""
@@ -481,15 +491,15 @@ class Catalog:
         elif owner is not None:
             for album in await self.list_albums(owner):
                 async for record in self.iter_images(
-                    album_id=str(album["album_id"]), owner=owner, attributes=attributes
+                    album_id=album.album_id, owner=owner, attributes=attributes
                 ):
                     yield record
             return
         else:
             pages = self._pages("scan", ConsistentRead=True, **projection)
         async for item in pages:
-            record = from_item(item)
-            if owner is None or record.get("owner") == owner:
+            record = _image(item)
+            if owner is None or record.owner == owner:
                 yield record
 
     async def _pages(self, operation: str, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
@@ -510,17 +520,17 @@ class Catalog:
     # Deletion that holds: a tombstone replaces the record, then the sweep purges it.
 
     async def tombstone_image(
-        self, record: dict[str, Any], *, only_if_uploading: bool = False
-    ) -> dict[str, Any] | None:
+        self, record: ImageRecord, *, only_if_uploading: bool = False
+    ) -> ImageRecord | None:
         """Replace the image's record by a DELETED tombstone; returns the record it replaced
         (None if there was none). With `only_if_uploading`, only a record still UPLOADING is
         replaced (the abandoned-upload sweep), and None also when it is not."""
         now = now_iso()
         tombstone = {
-            "image_id": record["image_id"],
-            "owner": record.get("owner"),
-            "bucket": record.get("bucket"),
-            "key": record.get("key"),
+            "image_id": record.image_id,
+            "owner": record.owner,
+            "bucket": record.bucket,
+            "key": record.key,
             "status": DELETED,
             "deleted_at": now,
             "sweep": SWEEP_DELETED,
@@ -545,7 +555,7 @@ class Catalog:
                 return None
             raise
         old = response.get("Attributes")
-        return from_item(old) if old else None
+        return _image(old) if old else None
 
     async def purge_tombstone(self, image_id: str) -> bool:
         """Delete a tombstone for good; False if the record is not one."""
@@ -581,7 +591,7 @@ class Catalog:
 
     async def due_for_sweep(
         self, kind: str, before: str, *, limit: int, after: dict[str, Any] | None = None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
         """One page of records the sweep of `kind` must look at again (`sweep_at` before
         `before`), oldest first, from the sparse `by_sweep` index; and where the next starts."""
         kwargs: dict[str, Any] = {"ExclusiveStartKey": after} if after else {}
@@ -594,7 +604,7 @@ class Catalog:
             Limit=limit,
             **kwargs,
         )
-        records = [from_item(item) for item in page.get("Items", [])]
+        records = [_image(item) for item in page.get("Items", [])]
         return records, page.get("LastEvaluatedKey")
 
 
@@ -611,12 +621,5 @@ def album_name_guard(owner: str, name: str) -> str:
     return f"name#{digest}"
 
 
-STAGE_ORDER = ("extract", "tag", "thumbnail")
 # Attributes the starter fills in only for objects that arrived without an upload record.
 _FIRST_SEEN = ("owner", "album_id", "bucket", "key", "uploaded_at", "file_name")
-
-
-def stages_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        s: record[f"stage_{s}"] for s in STAGE_ORDER if isinstance(record.get(f"stage_{s}"), dict)
-    }

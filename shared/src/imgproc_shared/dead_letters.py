@@ -35,17 +35,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from imgproc_shared.aws import AwsClients
+from imgproc_shared.aws import AwsClients, as_dict
 from imgproc_shared.catalog import Catalog, from_item, is_conditional_failure, now_iso, to_item
+from imgproc_shared.errors import error_code
 from imgproc_shared.logging import get_logger
 from imgproc_shared.models import ImageStatus, StageTask, WorkflowInput
+from imgproc_shared.queues import Depth, queue_arn, queue_depth
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import STAGE_QUEUES, Queue, ResourceNames, Table, execution_arn
 from imgproc_shared.s3_events import MalformedEvent, parse_s3_event
 from imgproc_shared.settings import Settings
+from imgproc_shared.workflow import image_proc_arn
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 log = get_logger(stage="dlq")
 
@@ -55,11 +62,6 @@ _BATCH = 10  # SQS batch limit
 # The body as listed: pretty-printed JSON (when it is JSON) up to this many characters.
 PREVIEW_CHARS = 4096
 _STAGE_OF_QUEUE = {queue: stage for stage, queue in STAGE_QUEUES.items()}
-_DEPTHS = (
-    "ApproximateNumberOfMessages",
-    "ApproximateNumberOfMessagesNotVisible",
-    "ApproximateNumberOfMessagesDelayed",
-)
 
 
 class UnknownQueue(ValueError):
@@ -190,12 +192,8 @@ class DeadLetters:
             self._urls[name] = (await self.aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
         return self._urls[name]
 
-    async def _counts(self, name: str) -> dict[str, int]:
-        response = await self.aws.sqs.get_queue_attributes(
-            QueueUrl=await self.url(name), AttributeNames=list(_DEPTHS)
-        )
-        attributes = response.get("Attributes", {})
-        return {key: int(attributes.get(key, 0)) for key in _DEPTHS}
+    async def _counts(self, name: str) -> Depth:
+        return await queue_depth(self.aws.sqs, await self.url(name))
 
     async def depth(self, queue: Queue) -> QueueDepth:
         main, dead = await asyncio.gather(
@@ -205,11 +203,10 @@ class DeadLetters:
         return QueueDepth(
             queue=queue.value,
             name=self.names.queue(queue),
-            visible=main["ApproximateNumberOfMessages"],
-            in_flight=main["ApproximateNumberOfMessagesNotVisible"],
-            delayed=main["ApproximateNumberOfMessagesDelayed"],
-            dead_letters=dead["ApproximateNumberOfMessages"]
-            + dead["ApproximateNumberOfMessagesNotVisible"],
+            visible=main.visible,
+            in_flight=main.in_flight,
+            delayed=main.delayed,
+            dead_letters=dead.held,
         )
 
     async def depths(self) -> list[QueueDepth]:
@@ -250,7 +247,7 @@ class DeadLetters:
 
     async def _describe_all(self, records: list[dict[str, Any]]) -> list[DeadLetter]:
         ids = sorted({str(r["image_id"]) for r in records if r.get("image_id")})
-        images = {r["image_id"]: r for r in await self.catalog.get_images(ids)} if ids else {}
+        images = {r.image_id: r for r in await self.catalog.get_images(ids)} if ids else {}
         letters = []
         for record in records:
             image = images.get(record.get("image_id") or "")
@@ -266,7 +263,7 @@ class DeadLetters:
                     first_receive_at=record.get("first_receive_at"),
                     last_receive_at=record.get("last_receive_at"),
                     last_error=json.loads(error) if isinstance(error, str) else None,
-                    image_status=image.get("status") if image else None,
+                    image_status=image.status if image else None,
                     body=str(record.get("body", "")),
                     message_attributes=json.loads(record.get("message_attributes") or "{}"),
                 )
@@ -297,8 +294,7 @@ class DeadLetters:
         """Mirror the messages of the DLQ the mirror lacks (the only receive a look makes), and
         forget those no longer in it."""
         counts = await self._counts(self.names.dead_letter_queue(queue))
-        visible = counts["ApproximateNumberOfMessages"]
-        in_queue = visible + counts["ApproximateNumberOfMessagesNotVisible"]
+        visible, in_queue = counts.visible, counts.held
         mirrored = {str(r["message_id"]) for r in await self._mirrored(queue)}
         if in_queue == 0:
             await self._forget(queue, mirrored)  # expired, or purged from outside
@@ -368,7 +364,7 @@ class DeadLetters:
                 raise
 
     async def _malformed_reason(
-        self, queue: Queue, body: str, image_id: str | None, record: dict[str, Any] | None
+        self, queue: Queue, body: str, image_id: str | None, record: ImageRecord | None
     ) -> str | None:
         """Why a consumer could not use this body, as its consumer would say it (None: it
         looks fine)."""
@@ -493,7 +489,9 @@ class DeadLetters:
             if attributes:
                 entry["MessageAttributes"] = attributes
             entries.append(entry)
-        response = await self.aws.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        response = await self.aws.sqs.send_message_batch(
+            QueueUrl=url, Entries=cast("list[SendMessageBatchRequestEntryTypeDef]", entries)
+        )
         for failure in response.get("Failed", []):
             log.warning("replay send failed", queue_url=url, error=failure.get("Message"))
         return [batch[int(ok["Id"])] for ok in response.get("Successful", [])]
@@ -506,7 +504,9 @@ class DeadLetters:
             report.image_ids = _unique_images(queue, held.messages)
         dlq_url = await self.url(self.names.dead_letter_queue(queue))
         source_url = await self.url(self.names.queue(queue))
-        dlq_arn, source_arn = await asyncio.gather(self._arn(dlq_url), self._arn(source_url))
+        dlq_arn, source_arn = await asyncio.gather(
+            queue_arn(self.aws.sqs, dlq_url), queue_arn(self.aws.sqs, source_url)
+        )
         response = await self.aws.sqs.start_message_move_task(
             SourceArn=dlq_arn, DestinationArn=source_arn
         )
@@ -517,21 +517,13 @@ class DeadLetters:
         await self._rerun_images(queue, report)
         return report
 
-    async def _arn(self, url: str) -> str:
-        response = await self.aws.sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["QueueArn"]
-        )
-        return str(response["Attributes"]["QueueArn"])
-
     async def purge(self, queue: Queue) -> int:
         """Delete every message of a queue's DLQ; returns how many there were (approximately)."""
         name = self.names.dead_letter_queue(queue)
         counts = await self._counts(name)
         await self.aws.sqs.purge_queue(QueueUrl=await self.url(name))
         await self._forget(queue, {str(r["message_id"]) for r in await self._mirrored(queue)})
-        purged = (
-            counts["ApproximateNumberOfMessages"] + counts["ApproximateNumberOfMessagesNotVisible"]
-        )
+        purged = counts.held
         log.info("dead letters purged", queue=queue.value, messages=purged)
         return purged
 
@@ -554,12 +546,12 @@ class DeadLetters:
         record = await self.catalog.get_image(image_id)
         if record is None:
             return "unknown image"
-        if record.get("status") != ImageStatus.FAILED.value:
-            return f"image is {record.get('status')}, not FAILED"
-        previous = record.get("execution_arn")
+        if record.status != ImageStatus.FAILED:
+            return f"image is {record.status}, not FAILED"
+        previous = record.execution_arn
         if previous and await self._running(previous):
             return "its execution is still running"
-        reruns = int(record.get("reruns", 0))
+        reruns = record.reruns or 0
         name = f"{image_id}-r{reruns + 1}"
         state_machine = await self._state_machine_arn()
         arn = execution_arn(state_machine, name)
@@ -567,10 +559,10 @@ class DeadLetters:
             return "another replay re-ran it first"
         workflow_input = WorkflowInput(
             image_id=image_id,
-            bucket=record["bucket"],
-            key=record["key"],
-            owner=record["owner"],
-            album_id=record["album_id"],
+            bucket=str(record.bucket),
+            key=str(record.key),
+            owner=str(record.owner),
+            album_id=str(record.album_id),
         )
         try:
             await self.aws.stepfunctions.start_execution(
@@ -588,26 +580,16 @@ class DeadLetters:
         try:
             described = await self.aws.stepfunctions.describe_execution(executionArn=arn)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            if error_code(exc) == "ExecutionDoesNotExist":
                 return False
             raise
         return bool(described.get("status") == "RUNNING")
 
     async def _state_machine_arn(self) -> str:
-        if self.settings.state_machine_arn:
-            return self.settings.state_machine_arn
-        name = self.names.state_machine
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = await self.aws.stepfunctions.list_state_machines(**kwargs)
-            for machine in page["stateMachines"]:
-                if machine["name"] == name:
-                    arn = str(machine["stateMachineArn"])
-                    self.settings = self.settings.model_copy(update={"state_machine_arn": arn})
-                    return arn
-            if not page.get("nextToken"):
-                raise RuntimeError(f"state machine {name} not found")
-            kwargs["nextToken"] = page["nextToken"]
+        if not self.settings.state_machine_arn:  # found once, then kept with the settings
+            arn = await image_proc_arn(self.aws.stepfunctions, self.settings)
+            self.settings = self.settings.model_copy(update={"state_machine_arn": arn})
+        return str(self.settings.state_machine_arn)
 
 
 class _Held:
@@ -636,7 +618,7 @@ class _Held:
             if not batch:
                 return
             seen.update(m["MessageId"] for m in batch)
-            self.messages.extend(batch)
+            self.messages.extend(as_dict(m) for m in batch)
 
     async def delete(self, messages: list[dict[str, Any]]) -> None:
         if not messages:
@@ -694,17 +676,17 @@ def _unique_images(queue: Queue, messages: list[dict[str, Any]]) -> list[str]:
 
 
 def _last_error(
-    record: dict[str, Any] | None, stage: str | None
+    record: ImageRecord | None, stage: str | None
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The image's last recorded error for this stage (else the image's), and when it was."""
     if record is None:
         return None, None
-    progress = record.get(f"stage_{stage}") if stage else None
-    if isinstance(progress, dict) and isinstance(progress.get("error"), dict):
-        return dict(progress["error"]), progress.get("finished_at")
-    if record.get("error_code"):
-        error = {"code": record["error_code"], "message": record.get("error_message") or ""}
-        return error, record.get("finished_at")
+    progress = record.stages().get(stage) if stage else None
+    if progress is not None and progress.error is not None:
+        return progress.error.model_dump(), progress.finished_at
+    if record.error_code:
+        error = {"code": record.error_code, "message": record.error_message or ""}
+        return error, record.finished_at
     return None, None
 
 

@@ -38,14 +38,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, from_item, is_conditional_failure, now_iso, to_item
 from imgproc_shared.checksums import stored_sha256
+from imgproc_shared.errors import error_code
 from imgproc_shared.logging import get_logger
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames, Table
+from imgproc_shared.search import SearchIndex
 
 log = get_logger(stage="duplicates")
 
@@ -72,7 +75,7 @@ async def object_sha256(aws: AwsClients, bucket: str, key: str) -> str | None:
             return stored
         response = await aws.s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+        if error_code(exc) in _NOT_FOUND:
             return None
         raise
     hasher = hashlib.sha256()
@@ -88,6 +91,7 @@ class ExactDuplicates:
 
     def __init__(self, aws: AwsClients, names: ResourceNames) -> None:
         self.aws = aws
+        self.names = names
         self.catalog = Catalog(aws, names)
         self.claims_table = names.table(Table.ALBUMS)
 
@@ -134,20 +138,37 @@ class ExactDuplicates:
                 # The original's bytes serve it: keeping a second copy would only cost.
                 await self.aws.s3.delete_object(Bucket=bucket, Key=key)
             bound.info("exact duplicate recorded; nothing started", duplicate_of=holder)
+            await self._index_for_search(image_id)
             return True
         raise RuntimeError(f"the claim on {claim_key} kept changing; the event will be retried")
 
-    async def before_delete(self, record: dict[str, Any], *, album_deleting: str | None) -> None:
+    async def _index_for_search(self, image_id: str) -> None:
+        """No workflow announces a `DUPLICATE` on `stored`: its recorder indexes it. A failure
+        is logged, not raised (the decision is made; a retried event would undo nothing);
+        `imgproc reindex` adds what was missed."""
+        bound = log.bind(image_id=image_id)
+        index = SearchIndex(self.aws, self.names)
+        try:
+            record = await self.catalog.get_image(image_id)
+            if record is not None:
+                await index.index_record(record)
+                # Deleted while we wrote: the delete's own removal may have run before ours.
+                if await self.catalog.get_image(image_id, ("image_id",)) is None:
+                    await index.remove_image(str(record.owner), image_id)
+        except (ClientError, BotoCoreError, RuntimeError) as exc:
+            bound.warning("duplicate not indexed for search", error=str(exc)[:300])
+
+    async def before_delete(self, record: ImageRecord, *, album_deleting: str | None) -> None:
         """Called before an image's record and objects are deleted: leave or hand on its claim
         (see the module's notes). `album_deleting`: an album going with it, whose duplicates
         are not promoted."""
-        image_id = str(record["image_id"])
-        sha256 = record.get("content_sha256") or (record.get("metadata") or {}).get("sha256")
-        owner = record.get("owner")
+        image_id = str(record.image_id)
+        sha256 = record.content_sha256 or (record.metadata.sha256 if record.metadata else None)
+        owner = record.owner
         if not isinstance(sha256, str) or not isinstance(owner, str):
             return
         claim_key = content_claim_key(owner, sha256)
-        if record.get("status") == ImageStatus.DUPLICATE.value:
+        if record.status == ImageStatus.DUPLICATE.value:
             await self._leave_claim(claim_key, image_id)
             return
         claim = await self._get_claim(claim_key)
@@ -157,11 +178,11 @@ class ExactDuplicates:
         duplicates = [
             r
             for r in await self.catalog.get_images(listed)
-            if r.get("status") == ImageStatus.DUPLICATE.value and r.get("duplicate_of") == image_id
+            if r.status == ImageStatus.DUPLICATE.value and r.duplicate_of == image_id
         ]
         heirs = sorted(
-            (r for r in duplicates if r.get("album_id") != album_deleting),
-            key=lambda r: (str(r.get("uploaded_at") or ""), str(r["image_id"])),
+            (r for r in duplicates if r.album_id != album_deleting),
+            key=lambda r: (str(r.uploaded_at or ""), str(r.image_id)),
         )
         if not heirs:
             await self._delete_claim(claim_key, image_id)
@@ -170,12 +191,12 @@ class ExactDuplicates:
 
     async def _promote(
         self,
-        original: dict[str, Any],
-        heir: dict[str, Any],
-        duplicates: Sequence[dict[str, Any]],
+        original: ImageRecord,
+        heir: ImageRecord,
+        duplicates: Sequence[ImageRecord],
         claim_key: str,
     ) -> None:
-        image_id, heir_id = str(original["image_id"]), str(heir["image_id"])
+        image_id, heir_id = str(original.image_id), str(heir.image_id)
         if not await self._update_claim(
             claim_key,
             "SET guards = :heir DELETE duplicates :heirs",
@@ -184,9 +205,9 @@ class ExactDuplicates:
         ):
             return  # the claim changed hands meanwhile
         for other in duplicates:
-            if other["image_id"] != heir_id:
+            if other.image_id != heir_id:
                 await self._set_image(
-                    str(other["image_id"]),
+                    str(other.image_id),
                     "SET duplicate_of = :heir",
                     "#status = :duplicate AND duplicate_of = :me",
                     heir=heir_id,
@@ -201,9 +222,9 @@ class ExactDuplicates:
             return
         try:
             await self.aws.s3.copy_object(
-                Bucket=heir["bucket"],
-                Key=heir["key"],
-                CopySource={"Bucket": original["bucket"], "Key": original["key"]},
+                Bucket=str(heir.bucket),
+                Key=str(heir.key),
+                CopySource={"Bucket": str(original.bucket), "Key": str(original.key)},
                 ChecksumAlgorithm="SHA256",
             )
         except ClientError as exc:
@@ -240,7 +261,7 @@ class ExactDuplicates:
             if holder == image_id:
                 return image_id
             original = await self.catalog.get_image(holder, ("status",))
-            if original is not None and original.get("status") != ImageStatus.FAILED.value:
+            if original is not None and original.status != ImageStatus.FAILED.value:
                 return holder
             # A holder that failed or is gone (deleted without releasing): take over.
             if await self._update_claim(
@@ -404,22 +425,22 @@ def near_groups(hashes: Mapping[str, int], max_distance: int) -> list[DuplicateG
     return groups
 
 
-def group_records(records: Sequence[dict[str, Any]], max_distance: int) -> list[DuplicateGroup]:
+def group_records(records: Sequence[ImageRecord], max_distance: int) -> list[DuplicateGroup]:
     """Exact groups (originals with their `DUPLICATE`s) and near groups (processed images by
     pHash) among one owner's image records; oldest upload first within a group, exact groups
     first, then the closest near groups."""
-    ordered = sorted(records, key=lambda r: (str(r.get("uploaded_at") or ""), str(r["image_id"])))
-    known = {str(r["image_id"]) for r in ordered}
+    ordered = sorted(records, key=lambda r: (str(r.uploaded_at or ""), str(r.image_id)))
+    known = {str(r.image_id) for r in ordered}
     exact: dict[str, list[str]] = {}
     hashes: dict[str, int] = {}
     for record in ordered:
-        image_id = str(record["image_id"])
-        original = record.get("duplicate_of")
-        if record.get("status") == ImageStatus.DUPLICATE.value and isinstance(original, str):
+        image_id = str(record.image_id)
+        original = record.duplicate_of
+        if record.status == ImageStatus.DUPLICATE.value and isinstance(original, str):
             exact.setdefault(original, []).append(image_id)
             continue
-        if record.get("status") == ImageStatus.PROCESSED.value:
-            phash = parse_phash((record.get("thumbnails") or {}).get("phash"))
+        if record.status == ImageStatus.PROCESSED.value:
+            phash = parse_phash(record.thumbnails.phash if record.thumbnails else None)
             if phash is not None:
                 hashes[image_id] = phash
     groups = [

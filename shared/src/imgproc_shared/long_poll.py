@@ -10,11 +10,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imgproc_shared.errors import access_denial
 from imgproc_shared.logging import get_logger
 
 log = get_logger()
 
 MAX_BATCH = 10  # SQS ReceiveMessage limit
+# A denied poll is retried after 1, 2, 4 ... s, at most this: a missing permission is not
+# granted by asking again, but the loop must notice when it is fixed.
+MAX_DENIED_BACKOFF_S = 60.0
 
 
 async def receive_batches(
@@ -35,6 +39,7 @@ async def receive_batches(
     has returned. After a batch smaller than asked for, wait `pause_s` before the next poll,
     so that it finds several. `receive_args` go to every `ReceiveMessage` as they are.
     """
+    denied_backoff_s = 1.0
     while not stopping.is_set():
         requested = min(batch_size(), MAX_BATCH)
         receive = asyncio.create_task(
@@ -54,9 +59,21 @@ async def receive_batches(
         try:
             messages: list[dict[str, Any]] = receive.result().get("Messages", [])
         except (ClientError, BotoCoreError) as exc:
+            if (denial := access_denial(exc)) is not None:
+                log.error(
+                    "access denied; polling again later",
+                    action=denial.action,
+                    resource=denial.resource,
+                    code=denial.code,
+                    retry_in_s=denied_backoff_s,
+                )
+                await pause(stopping, denied_backoff_s)
+                denied_backoff_s = min(2 * denied_backoff_s, MAX_DENIED_BACKOFF_S)
+                continue
             log.warning("receive failed", queue_url=queue_url, error=str(exc))
             await asyncio.sleep(1)  # back off from a failing endpoint before polling again
             continue
+        denied_backoff_s = 1.0
         if messages:
             yield messages
             if len(messages) < requested:

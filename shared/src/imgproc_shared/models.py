@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -90,7 +90,7 @@ class StageTask(_Model):
     bucket: str
     key: str
     # Extract's result, passed on to the stages after Validate.
-    metadata: dict[str, Any] | None = None
+    metadata: ImageMetadata | None = None
 
 
 class Exif(_Model):
@@ -151,7 +151,10 @@ class Label(_Model):
     name: str
     confidence: float = Field(ge=0, le=100)
     parents: list[str] = Field(default_factory=list)
-    instances: list[Instance] = Field(default_factory=list)
+    instances: list[Instance] = Field(
+        default_factory=list,
+        description="where the object is, one box per occurrence; none for scene-wide labels",
+    )
 
 
 class TagResult(_Model):
@@ -174,12 +177,6 @@ class ThumbnailResult(_Model):
     placeholder: str | None = None
     # 64-bit perceptual hash (DCT pHash of the thumbnail), 16 hex digits: near-duplicate groups.
     phash: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
-
-
-class ErrorInfo(_Model):
-    code: str
-    message: str
-    stage: str | None = None
 
 
 class StatusEvent(_Model):

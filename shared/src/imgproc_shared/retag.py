@@ -44,17 +44,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from imgproc_shared.aws import AwsClients
+from imgproc_shared.aws import AwsClients, as_dict
 from imgproc_shared.catalog import Catalog
+from imgproc_shared.errors import error_code
 from imgproc_shared.logging import get_logger
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames
 from imgproc_shared.settings import Settings
-from imgproc_shared.workflow import (
-    RETAG_SKIPPED,
-    retag_state_machine_arn,
-    retag_state_machine_name,
-)
+from imgproc_shared.workflow import RETAG_SKIPPED, image_retag_arn
 
 log = get_logger(stage="retag")
 
@@ -145,7 +143,7 @@ class RetagPlan:
     """A request's selection: its report so far, and the records whose executions to start."""
 
     report: RetagStart
-    to_start: list[dict[str, Any]]
+    to_start: list[ImageRecord]
 
 
 class Retagger:
@@ -158,25 +156,8 @@ class Retagger:
 
     async def state_machine_arn(self) -> str:
         if self._arn is None:
-            if self.settings.state_machine_arn:
-                self._arn = retag_state_machine_arn(
-                    self.settings.state_machine_arn, self.names.prefix
-                )
-            else:
-                self._arn = await self._find_state_machine()
+            self._arn = await image_retag_arn(self.aws.stepfunctions, self.settings)
         return self._arn
-
-    async def _find_state_machine(self) -> str:
-        name = retag_state_machine_name(self.names.prefix)
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = await self.aws.stepfunctions.list_state_machines(**kwargs)
-            for machine in page["stateMachines"]:
-                if machine["name"] == name:
-                    return str(machine["stateMachineArn"])
-            if not page.get("nextToken"):
-                raise RuntimeError(f"state machine {name} not found; is the stack bootstrapped?")
-            kwargs["nextToken"] = page["nextToken"]
 
     async def request(
         self,
@@ -196,19 +177,19 @@ class Retagger:
             raise ValueError(f"{request_id!r} is not a request id (1-14 of a-z, 0-9)")
         report = RetagStart(request_id=request_id, scope=scope.describe())
         existing = await self._execution_names(request_id)
-        to_start: list[dict[str, Any]] = []
+        to_start: list[ImageRecord] = []
         async for record in self.catalog.iter_images(
             album_id=scope.album_id, owner=scope.owner, attributes=_RECORD_ATTRIBUTES
         ):
-            image_id = str(record["image_id"])
-            status = record.get("status")
+            image_id = record.image_id
+            status = record.status
             if status != ImageStatus.PROCESSED.value:
                 report.skipped_count += 1
                 if len(report.skipped) < _REASONS_LISTED:
                     report.skipped[image_id] = f"image is {status}, not PROCESSED"
                 continue
             report.selected += 1
-            if record.get("retag_request") == request_id:
+            if record.retag_request == request_id:
                 report.already_done += 1
             elif execution_name(image_id, request_id) in existing:
                 report.already_started += 1
@@ -249,17 +230,17 @@ class Retagger:
         )
         return report
 
-    async def _start_one(self, arn: str, report: RetagStart, record: dict[str, Any]) -> None:
-        image_id = str(record["image_id"])
+    async def _start_one(self, arn: str, report: RetagStart, record: ImageRecord) -> None:
+        image_id = record.image_id
         # The same request always sends the same input, so that a start repeated while the
         # execution runs is answered with that execution rather than refused.
         execution_input = {
             "image_id": image_id,
-            "bucket": record["bucket"],
-            "key": record["key"],
-            "owner": record["owner"],
-            "album_id": record["album_id"],
-            "metadata": record.get("metadata") or {},
+            "bucket": record.bucket,
+            "key": record.key,
+            "owner": record.owner,
+            "album_id": record.album_id,
+            "metadata": record.metadata.model_dump(mode="json") if record.metadata else {},
             "request_id": report.request_id,
         }
         try:
@@ -270,7 +251,7 @@ class Retagger:
             )
             report.started += 1
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            if error_code(exc) == "ExecutionAlreadyExists":
                 report.already_started += 1
                 return
             log.warning("retag not started", image_id=image_id, error=str(exc))
@@ -293,13 +274,13 @@ class Retagger:
             try:
                 page = await self.aws.stepfunctions.list_executions(**kwargs)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "StateMachineDoesNotExist":
+                if error_code(exc) == "StateMachineDoesNotExist":
                     raise RuntimeError(f"state machine {arn} not found") from exc
                 raise
             for execution in page.get("executions", []):
                 started = execution.get("startDate")
                 if execution["name"].endswith(suffix):
-                    found.append(execution)
+                    found.append(as_dict(execution))
                     if isinstance(started, datetime):
                         oldest = started if oldest is None else min(oldest, started)
                 elif (

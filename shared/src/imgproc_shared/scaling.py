@@ -137,6 +137,58 @@ class ScalingPolicy:
         return Decision(current_workers, f"steady: {load}")
 
 
+@dataclass(frozen=True)
+class ColdStart:
+    """The worst case on AWS from a message reaching a worker queue whose service has no task
+    to a task receiving it: the 0 → 1 path (the from-zero alarm, then ECS starts a task).
+
+    Step Functions starts a callback task's heartbeat clock when it sends the message, so this
+    wait counts against `task_heartbeat_s` (see `heartbeat_covers_scale_from_zero`).
+    """
+
+    # The message arrives just after SQS's one-minute sample of the queue.
+    metric_sample_s: float = 60
+    # SQS's queue metrics reach CloudWatch up to about a minute after the sample.
+    metric_delay_s: float = 60
+    # The from-zero alarm evaluates one one-minute period, then fires the step policy.
+    alarm_evaluation_s: float = 60
+    # Application Auto Scaling sets the desired count; ECS places the task, attaches its ENI.
+    task_placement_s: float = 30
+    # Pulling the largest worker image (the tagger's: ONNX Runtime and both models, a few
+    # hundred MB) from ECR; the others pull faster.
+    image_pull_s: float = 90
+    # Python imports, the models' load, the first long poll.
+    container_start_s: float = 15
+
+    @property
+    def worst_case_s(self) -> float:
+        return float(sum(dataclasses.astuple(self)))
+
+
+COLD_START = ColdStart()
+
+
+def longest_unanswered_s(
+    policy: ScalingPolicy, heartbeat_interval_s: float, cold_start: ColdStart = COLD_START
+) -> float:
+    """The longest a message of `policy`'s service may go without a task-token heartbeat
+    when nothing is wrong: a cold start where the minimum is 0, then the acceptable queue
+    wait, then the first heartbeat (the worker sends one every `heartbeat_interval_s`)."""
+    start = cold_start.worst_case_s if policy.needs_scale_from_zero else 0.0
+    return start + policy.acceptable_latency_s + heartbeat_interval_s
+
+
+def heartbeat_covers_scale_from_zero(
+    policy: ScalingPolicy,
+    task_heartbeat_s: float,
+    heartbeat_interval_s: float,
+    cold_start: ColdStart = COLD_START,
+) -> bool:
+    """Whether a task can wait out a cold start without timing out (and being sent again
+    while the first copy is still worked on)."""
+    return task_heartbeat_s >= longest_unanswered_s(policy, heartbeat_interval_s, cold_start)
+
+
 # Per-service defaults, in one place. On AWS: 60 s metric periods, so minute-scale cooldowns;
 # time per message from `imgproc loadtest`. Tagging may scale to zero (it waits on Rekognition
 # and starts quickly); extraction keeps one task so an upload starts at once.

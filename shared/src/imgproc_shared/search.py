@@ -6,8 +6,9 @@ the camera's wall-clock `taken_at` or else the upload time):
 - entries: `pk = {owner}#{kind}#{value}#{YYYY}`, `sk = {T}#{image_id}`, one per image and
   partition it belongs to: `all#`, `label#{name}` (each label and each of its parents),
   `album#{id}`, `format#{F}`, `status#{S}`, `camera#{make model}`, `geo2#`..`geo5#{geohash}`.
-  Each carries the image's summary (time, album, format, status, camera, labels, place), so the
-  filters a query does not use as its key are checked on the entries it reads. Partitions are
+  Each carries the image's summary (album, format, status, camera, labels, place: one packed
+  attribute `d`; time and id are the sort key), so the filters a query does not use as its key
+  are checked on the entries it reads. Partitions are
   split by capture year: a date range is a key condition on the years it spans, and no single
   query has to step over a whole library (the embedded endpoint reads a partition in full).
 - counters: `pk = {owner}#counts`, `sk = {kind}#{value}`: `n`, the images in that partition
@@ -30,14 +31,15 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import from_item, to_item
-from imgproc_shared.models import ImageStatus
+from imgproc_shared.errors import error_code
+from imgproc_shared.models import Exif, ImageStatus
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames, Table
 
 SEARCH_HASH_KEY = "pk"
@@ -45,9 +47,13 @@ SEARCH_RANGE_KEY = "sk"
 # Geohash precisions kept per geotagged image: cells of about 1250 x 625 km, 156 km, 39 x 20 km
 # and 5 km.
 GEO_PRECISIONS = (2, 3, 4, 5)
-# A `near` search covers its box with at most this many cells (finest precision that fits);
-# a wider circle is checked on the entries another filter reads.
+# A `near` search covers its box with at most this many cells (of each precision that fits,
+# the one that reads least); a wider circle is checked on the entries another filter reads.
 MAX_GEO_CELLS = 12
+# A query for fewer entries than this, short of what the page needs, is left to the next call.
+MIN_REFILL = 8
+# A union's partitions each cost a query: weighed as this share of its images more (`plan`).
+UNION_QUERY_COST = 0.25
 # Facets of a filtered search count over at most this many entries.
 FACET_READ_LIMIT = 1000
 MAX_LABEL_ENTRIES = 40  # names (labels and parents) indexed per image: bounds one transaction
@@ -63,11 +69,11 @@ TERMINAL_STATUSES = frozenset(s.value for s in ImageStatus if s.terminal) | {"DU
 # ---------- key building (pure) ----------
 
 
-def capture_time(record: dict[str, Any]) -> str | None:
+def capture_time(record: ImageRecord) -> str | None:
     """`YYYY-MM-DDTHH:MM:SS`: when the photo was taken, as its camera's clock read (the offset
     is dropped: "July" means the July the photographer saw), else when it was uploaded."""
-    metadata = record.get("metadata") or {}
-    for value in (metadata.get("taken_at"), record.get("uploaded_at")):
+    taken_at = record.metadata.taken_at if record.metadata else None
+    for value in (taken_at, record.uploaded_at):
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -189,20 +195,37 @@ class Summary:
         return found
 
     def attributes(self) -> dict[str, Any]:
-        return {
-            "id": self.image_id,
-            "t": self.time,
-            "a": self.album_id,
-            "s": self.status,
-            "f": self.format,
-            "c": self.camera,
-            "l": list(self.labels) or None,
-            "la": None if self.latitude is None else Decimal(f"{self.latitude:.6f}"),
-            "lo": None if self.longitude is None else Decimal(f"{self.longitude:.6f}"),
-        }
+        """The summary as one string attribute (the id and time are the sort key): an entry
+        of three attributes costs far less to store, return and parse than one of eleven."""
+        place = None if self.latitude is None else [round(self.latitude, 6)]
+        if place is not None and self.longitude is not None:
+            place.append(round(self.longitude, 6))
+        packed = [self.album_id, self.status, self.format, self.camera, list(self.labels), place]
+        return {"d": json.dumps(packed, separators=(",", ":"), ensure_ascii=False)}
 
     @classmethod
     def from_entry(cls, owner: str, entry: dict[str, Any]) -> Summary:
+        if "d" not in entry:
+            return cls._from_attributes(owner, entry)
+        time, _, image_id = str(entry["sk"]).partition("#")
+        album_id, status, image_format, camera, labels, place = json.loads(entry["d"])
+        return cls(
+            image_id=image_id,
+            owner=owner,
+            time=time,
+            album_id=album_id,
+            status=status,
+            format=image_format,
+            camera=camera,
+            labels=tuple(labels),
+            latitude=place[0] if place else None,
+            longitude=place[1] if place else None,
+        )
+
+    @classmethod
+    def _from_attributes(cls, owner: str, entry: dict[str, Any]) -> Summary:
+        """An entry written before summaries were packed (`imgproc reindex` rewrites it)."""
+        latitude, longitude = entry.get("la"), entry.get("lo")
         return cls(
             image_id=str(entry["id"]),
             owner=owner,
@@ -212,36 +235,34 @@ class Summary:
             format=entry.get("f"),
             camera=entry.get("c"),
             labels=tuple(entry.get("l") or ()),
-            latitude=entry.get("la"),
-            longitude=entry.get("lo"),
+            latitude=None if latitude is None else float(latitude),
+            longitude=None if longitude is None else float(longitude),
         )
 
 
-def summarize(record: dict[str, Any]) -> Summary | None:
+def summarize(record: ImageRecord) -> Summary | None:
     """The summary of an image record; None for an image not to be indexed (not finished)."""
-    status = str(record.get("status") or "")
+    status = str(record.status or "")
     time = capture_time(record)
-    if status not in TERMINAL_STATUSES or not record.get("owner") or time is None:
+    if status not in TERMINAL_STATUSES or not record.owner or time is None:
         return None
-    metadata = record.get("metadata") or {}
-    exif = metadata.get("exif") or {}
-    gps = metadata.get("gps") or {}
+    metadata = record.metadata
+    exif = metadata.exif if metadata else Exif()
+    gps = metadata.gps if metadata else None
     names: dict[str, str] = {}
-    for label in (record.get("tags") or {}).get("labels", []):
-        for name in (label.get("name"), *(label.get("parents") or ())):
-            if isinstance(name, str) and normalise_text(name):
+    for label in record.tags.labels if record.tags else []:
+        for name in (label.name, *label.parents):
+            if normalise_text(name):
                 names.setdefault(normalise_text(name), name)
-    latitude, longitude = gps.get("latitude"), gps.get("longitude")
-    if not (isinstance(latitude, int | float) and isinstance(longitude, int | float)):
-        latitude = longitude = None
+    latitude, longitude = (gps.latitude, gps.longitude) if gps else (None, None)
     return Summary(
-        image_id=str(record["image_id"]),
-        owner=str(record["owner"]),
+        image_id=record.image_id,
+        owner=record.owner,
         time=time,
-        album_id=str(record.get("album_id") or ""),
+        album_id=record.album_id or "",
         status=status,
-        format=metadata.get("format") or None,
-        camera=camera_text(exif.get("make"), exif.get("model")),
+        format=(metadata.format if metadata else None) or None,
+        camera=camera_text(exif.make, exif.model),
         labels=tuple(list(names.values())[:MAX_LABEL_ENTRIES]),
         latitude=None if latitude is None else float(latitude),
         longitude=None if longitude is None else float(longitude),
@@ -443,18 +464,16 @@ class _Stream:
         stats: ReadStats,
     ) -> None:
         self.index, self.pk, self.low, self.high, self.share = index, pk, low, high, share
-        self.start = {"pk": {"S": pk}, "sk": {"S": after}} if after else None
+        self.start: dict[str, Any] | None = {"pk": {"S": pk}, "sk": {"S": after}} if after else None
         self.stats = stats
         self.buffer: list[dict[str, Any]] = []
         self.done = False
 
-    async def fill(self, need: int) -> None:
-        """Read the next page when the buffer is empty: this partition's share of the
-        `need`ed matches (plus one), at most 100."""
+    async def fill(self, size: int) -> None:
+        """Read the next `size` entries (at most 100) when the buffer is empty."""
         if self.buffer or self.done:
             return
-        spare = 0 if self.share >= 1 else 1  # a union's partitions each read one spare
-        page = min(100, max(2, math.ceil(need * self.share) + spare))
+        page = min(100, max(1, size))
         kwargs: dict[str, Any] = {"ExclusiveStartKey": self.start} if self.start else {}
         response = await self.index.aws.dynamodb.query(
             TableName=self.index.table,
@@ -480,14 +499,14 @@ class SearchIndex:
 
     # ----- writing -----
 
-    async def index_record(self, record: dict[str, Any]) -> bool:
+    async def index_record(self, record: ImageRecord) -> bool:
         """Make the image's entries match its record (none when it is not finished); True
         when it is indexed. Safe to repeat and to run again after any change to the record."""
         summary = summarize(record)
-        owner = str(record.get("owner") or "")
+        owner = record.owner or ""
         if summary is None:
             if owner:
-                await self.remove_image(owner, str(record["image_id"]))
+                await self.remove_image(owner, record.image_id)
             return False
         for _ in range(5):
             if await self._apply(summary.owner, summary.image_id, summary):
@@ -564,9 +583,10 @@ class SearchIndex:
         if manifest is None and summary is None:
             return True
         try:
-            await self.aws.dynamodb.transact_write_items(TransactItems=[write, *changes])
+            transaction: list[Any] = [write, *changes]
+            await self.aws.dynamodb.transact_write_items(TransactItems=transaction)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if error_code(exc) == "TransactionCanceledException":
                 return False  # indexed meanwhile by someone else: read the manifest again
             raise
         return True
@@ -659,43 +679,53 @@ class SearchIndex:
         if flt.status:
             candidates.append([f"status#{flt.status.upper()}"])
         if flt.near:
-            for precision in reversed(GEO_PRECISIONS):
+            # Every precision whose cells are few enough; `plan` weighs them by their counts.
+            for precision in GEO_PRECISIONS:
                 cells = covering_cells(
                     flt.near.latitude, flt.near.longitude, flt.near.km, precision
                 )
                 if len(cells) <= MAX_GEO_CELLS:
                     candidates.append(sorted(f"geo{precision}#{cell}" for cell in cells))
-                    break
         return candidates
 
     async def plan(self, owner: str, flt: SearchFilter) -> list[Partition]:
         """The partitions to read: those of the filter whose images are fewest (every other
         filter is checked on the entries). Empty when some filter matches no image at all."""
         candidates = self._candidates(flt)
-        counters = await self._counters(
-            owner, [name for names in candidates for name in names] + ["all#"]
+
+        async def cameras() -> list[Partition]:
+            if not flt.camera:
+                return []
+            wanted = normalise_text(flt.camera)
+            return [
+                partition
+                async for item in self._counter_range(owner, "camera#")
+                if wanted in str(item["sk"]).removeprefix("camera#")
+                and (partition := _partition(item)).count > 0
+            ]
+
+        # The counters and the cameras' counters at once: one round trip, not two.
+        counters, matching_cameras = await asyncio.gather(
+            self._counters(owner, [name for names in candidates for name in names] + ["all#"]),
+            cameras(),
         )
         options: list[list[Partition]] = []
+        geo_options: list[list[Partition]] = []
         for names in candidates:
             present = [counters[n] for n in names if n in counters and counters[n].count > 0]
             if not present:
                 return []
-            options.append(present)
+            (geo_options if names[0].startswith("geo") else options).append(present)
+        if geo_options:  # the cells of one precision: a union that reads least, below
+            options.append(min(geo_options, key=_read_cost))
         if flt.camera:
-            wanted = normalise_text(flt.camera)
-            cameras = [
-                _partition(item)
-                async for item in self._counter_range(owner, "camera#")
-                if wanted in str(item["sk"]).removeprefix("camera#")
-            ]
-            cameras = [c for c in cameras if c.count > 0]
-            if not cameras:
+            if not matching_cameras:
                 return []
-            options.append(cameras)
+            options.append(matching_cameras)
         if not options:
             everything = counters.get("all#")
             return [everything] if everything and everything.count > 0 else []
-        return min(options, key=lambda parts: (sum(p.count for p in parts), len(parts)))
+        return min(options, key=_read_cost)
 
     async def search(
         self,
@@ -707,8 +737,14 @@ class SearchIndex:
         read_limit: int | None = None,
     ) -> SearchPage:
         """One page of `owner`'s images that pass `flt`, newest capture first; `after` is the
-        sort key the previous page ended at. `read_limit` stops after that many entries read
-        (the facets); the page is then cut short with no `next_after`."""
+        sort key the previous page ended at.
+
+        Reads at most one page (`limit` + 1 entries) beyond the matches it returns: when the
+        filters that are not the key condition reject entries, the page ends short (even
+        empty) with `next_after` at the last entry examined, and the next call goes on from
+        there (DynamoDB's own `Limit` with a filter works the same way). `read_limit` (the
+        facets) stops after that many entries read instead; the page is then cut short with no
+        `next_after`."""
         stats = ReadStats()
         stats.queries += 1  # the counters
         partitions = await self.plan(owner, flt)
@@ -724,12 +760,11 @@ class SearchIndex:
             },
             reverse=True,
         )
-        # A union (cells, cameras) reads each partition's first page at once, each sized by
-        # its share of the images, so together they read about one page; one extra match
-        # tells whether another page exists.
         total = max(1, sum(p.count for p in partitions))
 
         found: list[Summary] = []
+        examined: str | None = None  # the sort key of the last entry checked
+        checked = 0  # entries checked against the filters
         for bucket in buckets:
             streams = [
                 _Stream(
@@ -738,32 +773,52 @@ class SearchIndex:
                     low,
                     high,
                     after if after and after[:BUCKET_CHARS] == bucket else None,
-                    p.count / total if len(partitions) > 1 else 1.0,
+                    p.count / total,
                     stats,
                 )
                 for p in partitions
                 if bucket in p.buckets
             ]
-            last: str | None = None
             while True:
-                # Only when a head is needed: a page that ends the search reads nothing more.
-                need = limit + 1 - len(found)
-                await asyncio.gather(*(s.fill(need) for s in streams))
+                hungry = [s for s in streams if not s.buffer and not s.done]
+                if hungry:
+                    # Entries already read are checked first; a read only when a head is needed.
+                    allowance = min(len(found), limit) + limit + 1 - stats.items
+                    if read_limit is not None:
+                        allowance = min(allowance, read_limit - stats.items)
+                        if allowance <= 0:
+                            return SearchPage(found[:limit], None, stats, driver)
+                    # While every entry has matched, read what the page still needs; once the
+                    # filters reject some, read all that the allowance leaves (fewer queries).
+                    need = limit + 1 - len(found)
+                    want = need if checked == len(found) else allowance
+                    if examined is not None and allowance < min(need, MIN_REFILL):
+                        # A query for a few entries costs about what a dozen do: go on from here
+                        # in the next call, whose allowance is a whole page again.
+                        return SearchPage(found[:limit], examined, stats, driver)
+                    sizes = _allot(
+                        [s.share for s in hungry],
+                        min(allowance, max(want, len(hungry))),
+                        progress=examined is None,
+                    )
+                    if sizes is None:
+                        # The read allowance is spent: a short page, to go on from here.
+                        return SearchPage(found[:limit], examined, stats, driver)
+                    await asyncio.gather(*(s.fill(n) for s, n in zip(hungry, sizes, strict=True)))
                 live = [s for s in streams if s.buffer]
                 if not live:
                     break
                 stream = max(live, key=lambda s: str(s.buffer[0]["sk"]))
                 head = stream.buffer.pop(0)
-                if head["sk"] == last:
+                if head["sk"] == examined:
                     continue  # the same image through two partitions of a union
-                last = str(head["sk"])
+                examined = str(head["sk"])
+                checked += 1
                 summary = Summary.from_entry(owner, head)
                 if flt.accepts(summary):
                     found.append(summary)
                     if len(found) > limit:
                         break
-                if read_limit is not None and stats.items >= read_limit:
-                    return SearchPage(found[:limit], None, stats, driver)
             if len(found) > limit:
                 break
         next_after = found[limit - 1].sort_key if len(found) > limit else None
@@ -795,6 +850,26 @@ class SearchIndex:
             complete = page.stats.items < FACET_READ_LIMIT
         ranked = sorted(((n, c) for n, c in counts.items() if c > 0), key=lambda p: (-p[1], p[0]))
         return ranked[:limit], complete
+
+
+def _read_cost(partitions: Sequence[Partition]) -> tuple[float, int]:
+    """What reading a union costs, compared: its images, a quarter more for each partition
+    beyond the first (each is a query of its own, and a refill when it runs dry first)."""
+    images = sum(p.count for p in partitions)
+    return images * (1 + UNION_QUERY_COST * (len(partitions) - 1)), len(partitions)
+
+
+def _allot(shares: Sequence[float], allowance: int, *, progress: bool) -> list[int] | None:
+    """How many entries each stream that needs a head reads: the allowance split by the
+    streams' shares of the images, at least one each. None when the allowance cannot give each
+    one (unless `progress`: a call must examine something, or its cursor would not move)."""
+    if allowance < len(shares):
+        return [1] * len(shares) if progress else None
+    total = sum(shares) or 1.0
+    sizes = [max(1, math.floor(allowance * share / total)) for share in shares]
+    while sum(sizes) > allowance:
+        sizes[sizes.index(max(sizes))] -= 1
+    return sizes
 
 
 def bulk_items(summaries: Iterable[Summary]) -> list[dict[str, Any]]:

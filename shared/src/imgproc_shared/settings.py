@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -17,6 +17,11 @@ MiB = 1024 * 1024
 # narrows it: HEIF covers HEIC (iPhones), WebP and AVIF are what websites and camera apps save.
 DEFAULT_SUPPORTED_FORMATS = ("JPEG", "PNG", "HEIF", "WEBP", "AVIF")
 _FORMAT_ALIASES = {"HEIC": "HEIF", "JPG": "JPEG"}
+
+# The embedded endpoint's administrator key (allowed everything): what the CLI, the tests and
+# `imgproc up`'s own clients sign with. Never a real AWS credential.
+EMBEDDED_ADMIN_ACCESS_KEY_ID = "testing"
+EMBEDDED_ADMIN_SECRET_ACCESS_KEY = "testing"
 
 
 class Settings(BaseSettings):
@@ -29,6 +34,16 @@ class Settings(BaseSettings):
     resource_prefix: str = "imgproc"
     # Set on AWS from the stack outputs; locally derived from the embedded account.
     state_machine_arn: str | None = None
+    # The key calls to `endpoint_url` are signed with (ignored on AWS, where the task role's
+    # credentials are used): `imgproc up` gives each service its own IAM user's key there.
+    endpoint_access_key_id: str = EMBEDDED_ADMIN_ACCESS_KEY_ID
+    endpoint_secret_access_key: SecretStr = SecretStr(EMBEDDED_ADMIN_SECRET_ACCESS_KEY)
+    # The role the status API assumes for operator endpoints (permissions.Principal.OPERATIONS);
+    # unset: operators act with the process's own credentials (the endpoint without IAM checks).
+    operations_role_arn: str | None = None
+    # Whether the embedded endpoint checks every call against its caller's IAM policy (the
+    # policies `infra/` deploys); on by default in `imgproc up` and in the tests.
+    iam_enforcement: bool = True
 
     # The owner of an object put straight into the bucket under `incoming/` without an
     # `x-amz-meta-owner` (same rule as image ids: letters, digits, '-', '_').
@@ -63,8 +78,10 @@ class Settings(BaseSettings):
     # Step Functions starts a callback task's heartbeat clock when it sends the message, so time
     # spent waiting in a backlog counts: size it for the longest expected queue wait. A worker
     # that dies is covered sooner by the message's visibility timeout (another worker takes it).
+    # 600 s covers a worker service's worst cold start from zero tasks on AWS (~315 s, see
+    # `imgproc_shared.scaling.ColdStart`) plus its acceptable wait and the first heartbeat.
     task_timeout_s: int = Field(default=3600, ge=1)
-    task_heartbeat_s: int = Field(default=300, ge=1)
+    task_heartbeat_s: int = Field(default=600, ge=1)
     max_receive_count: int = Field(default=5, ge=1)
 
     # "local" (the shipped models, on one machine and on Fargate by default) or "rekognition".

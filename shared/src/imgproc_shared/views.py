@@ -3,52 +3,91 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from imgproc_shared.catalog import stages_of
+from pydantic import BaseModel, ConfigDict, Field
+
+from imgproc_shared.models import ImageMetadata, Label, Rendition
+from imgproc_shared.records import ImageRecord, StageProgress
 
 RenditionUrl = Callable[[str, str], Awaitable[str]]  # (bucket, key) -> URL that serves it
 
 
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ImageError(_View):
+    """Why an image is FAILED or REJECTED, and the stage that said so."""
+
+    code: str
+    message: str
+    stage: str | None = None
+
+
+class RenditionView(Rendition):
+    url: str = Field(description="a presigned GET of the rendition")
+
+
+class ImageView(_View):
+    image_id: str
+    album_id: str | None = None
+    owner: str | None = None
+    file_name: str | None = None
+    status: str | None = None
+    error: ImageError | None = None
+    metadata: ImageMetadata | None = None
+    tags: list[Label] = Field(default_factory=list)
+    thumbnails: list[RenditionView] = Field(default_factory=list)
+    placeholder: str | None = None
+    execution_arn: str | None = None
+    duplicate_of: str | None = Field(
+        default=None,
+        description="for a DUPLICATE: the image with the same bytes, whose metadata, labels "
+        "and renditions this one shows",
+    )
+    stages: dict[str, StageProgress] = Field(default_factory=dict)
+    uploaded_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
 async def image_view(
-    record: dict[str, Any],
+    record: ImageRecord,
     rendition_url: RenditionUrl,
-    original: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    original: ImageRecord | None = None,
+) -> ImageView:
     """`original`: the record a `DUPLICATE` duplicates, whose metadata, labels and renditions
     it shows (it has none of its own)."""
     shown = record
-    if original is not None and original.get("owner") == record.get("owner"):
+    if original is not None and original.owner == record.owner:
         shown = original
     error = None
-    if record.get("error_code"):
-        error = {
-            "code": record["error_code"],
-            "message": record.get("error_message") or "",
-            "stage": record.get("failed_stage"),
-        }
-    thumbnails_result = shown.get("thumbnails") or {}
-    renditions = []
-    for rendition in thumbnails_result.get("renditions", []):
-        renditions.append(
-            {**rendition, "url": await rendition_url(shown.get("bucket", ""), rendition["key"])}
+    if record.error_code:
+        error = ImageError(
+            code=record.error_code,
+            message=record.error_message or "",
+            stage=record.failed_stage,
         )
-    tags_result = shown.get("tags") or {}
-    return {
-        "image_id": record["image_id"],
-        "album_id": record.get("album_id"),
-        "owner": record.get("owner"),
-        "file_name": record.get("file_name"),
-        "status": record.get("status"),
-        "error": error,
-        "metadata": shown.get("metadata"),
-        "tags": tags_result.get("labels", []),
-        "thumbnails": renditions,
-        "placeholder": thumbnails_result.get("placeholder"),
-        "execution_arn": record.get("execution_arn"),
-        "duplicate_of": record.get("duplicate_of"),
-        "stages": stages_of(record),
-        "uploaded_at": record.get("uploaded_at"),
-        "started_at": record.get("started_at"),
-        "finished_at": record.get("finished_at"),
-    }
+    renditions = []
+    thumbnails = shown.thumbnails
+    for rendition in thumbnails.renditions if thumbnails else []:
+        url = await rendition_url(shown.bucket or "", rendition.key)
+        renditions.append(RenditionView(**dict(rendition), url=url))
+    return ImageView(
+        image_id=record.image_id,
+        album_id=record.album_id,
+        owner=record.owner,
+        file_name=record.file_name,
+        status=record.status,
+        error=error,
+        metadata=shown.metadata,
+        tags=shown.tags.labels if shown.tags else [],
+        thumbnails=renditions,
+        placeholder=thumbnails.placeholder if thumbnails else None,
+        execution_arn=record.execution_arn,
+        duplicate_of=record.duplicate_of,
+        stages=record.stages(),
+        uploaded_at=record.uploaded_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+    )

@@ -4,8 +4,8 @@ One source for both places: the local bootstrap creates the embedded state machi
 `infra/` renders the same definition into CloudFormation. The happy path costs 7 state
 transitions per image (Extract, Validate, Process, Tag, Thumbnail, StoreResults, Announce);
 failure paths add their own states only when taken. The metadata is stored by the extract
-worker in the same write as its stage's progress (a `StoreMetadata` state cost a transition and
-a DynamoDB write per image), so it shows while the other stages run.
+worker in the same write as its stage's progress (a `StoreMetadata` state would cost a
+transition and a DynamoDB write per image), so it shows while the other stages run.
 
 `ImageRetag` is a second, small state machine built here too (and deployed beside `ImageProc`
 by the same callers): it re-runs only the tag stage of an image that is already PROCESSED
@@ -19,13 +19,15 @@ branch results are picked with `States.ArrayGetItem`; a heartbeat expiry surface
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgproc_shared import errors
-from imgproc_shared.resources import Stage
-from imgproc_shared.settings import DEFAULT_SUPPORTED_FORMATS, accepted_formats
+from imgproc_shared.resources import ResourceNames, Stage
+from imgproc_shared.settings import DEFAULT_SUPPORTED_FORMATS, Settings, accepted_formats
+
+if TYPE_CHECKING:  # the stubs are a development dependency: types only
+    from types_aiobotocore_stepfunctions import SFNClient
 
 Json = dict[str, Any]
 
@@ -61,14 +63,31 @@ class WorkflowTargets:
     images_table: str
 
 
+def _setting_default(name: str) -> int:
+    default = Settings.model_fields[name].default
+    assert isinstance(default, int)
+    return default
+
+
 @dataclass(frozen=True)
 class WorkflowLimits:
-    # Callers pass `Settings.accepted_formats()`; the default is the settings' default.
+    """What the state machines enforce; the defaults are the settings' defaults."""
+
     accepted_formats: tuple[str, ...] = tuple(accepted_formats(DEFAULT_SUPPORTED_FORMATS))
-    task_timeout_s: int = 3600
-    task_heartbeat_s: int = 300
+    task_timeout_s: int = _setting_default("task_timeout_s")
+    task_heartbeat_s: int = _setting_default("task_heartbeat_s")
     retry_attempts: int = 2
     retry_interval_s: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkflowLimits:
+        """The one place limits are read from settings: the local bootstrap and infra/ both
+        render the definitions with these."""
+        return cls(
+            accepted_formats=tuple(settings.accepted_formats()),
+            task_timeout_s=settings.task_timeout_s,
+            task_heartbeat_s=settings.task_heartbeat_s,
+        )
 
 
 def _retry(limits: WorkflowLimits) -> list[Json]:
@@ -339,10 +358,6 @@ def build_definition(targets: WorkflowTargets, limits: WorkflowLimits | None = N
     }
 
 
-def definition_json(targets: WorkflowTargets, limits: WorkflowLimits | None = None) -> str:
-    return json.dumps(build_definition(targets, limits), indent=2, sort_keys=True)
-
-
 def happy_path_states(definition: Json) -> list[str]:
     """The states one PROCESSED image passes through, in order (for docs and the cost model)."""
     states = definition["States"]
@@ -431,3 +446,36 @@ def retag_state_machine_name(prefix: str) -> str:
 def retag_state_machine_arn(image_proc_arn: str, prefix: str) -> str:
     """The `ImageRetag` ARN beside a known `ImageProc` ARN (same account, region and prefix)."""
     return image_proc_arn.rsplit(":", 1)[0] + ":" + retag_state_machine_name(prefix)
+
+
+async def find_state_machine_arn(sfn: SFNClient, name: str) -> str | None:
+    """The ARN of the state machine called `name`, or None when there is none."""
+    page = await sfn.list_state_machines()
+    while True:
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                return machine["stateMachineArn"]
+        if not (token := page.get("nextToken")):
+            return None
+        page = await sfn.list_state_machines(nextToken=token)
+
+
+async def image_proc_arn(sfn: SFNClient, settings: Settings) -> str:
+    """The `ImageProc` ARN: the setting where a deployed stack gives it, else found by name."""
+    return settings.state_machine_arn or await _require(
+        sfn, ResourceNames.from_settings(settings).state_machine
+    )
+
+
+async def image_retag_arn(sfn: SFNClient, settings: Settings) -> str:
+    """The `ImageRetag` ARN: beside `ImageProc`'s where the setting gives that, else by name."""
+    prefix = ResourceNames.from_settings(settings).prefix
+    if settings.state_machine_arn:
+        return retag_state_machine_arn(settings.state_machine_arn, prefix)
+    return await _require(sfn, retag_state_machine_name(prefix))
+
+
+async def _require(sfn: SFNClient, name: str) -> str:
+    if (arn := await find_state_machine_arn(sfn, name)) is None:
+        raise RuntimeError(f"state machine {name} not found; is the stack bootstrapped?")
+    return arn

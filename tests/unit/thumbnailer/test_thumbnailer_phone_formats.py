@@ -11,6 +11,7 @@ from PIL import Image, ImageCms
 
 from imgproc_extractor.metadata import ObjectBytes, describe
 from imgproc_shared.errors import CorruptImage, TooLarge
+from imgproc_shared.models import ImageMetadata
 from imgproc_thumbnailer.handler import orientation_from
 from imgproc_thumbnailer.renditions import RenderedImage, RenditionSpec, render
 
@@ -33,7 +34,10 @@ TOLERANCE = 12
 def _reported_orientation(data: bytes) -> int | None:
     """The orientation the thumbnailer is given: the one the extractor reported."""
     facts = describe(ObjectBytes.whole(data), 100_000_000)
-    return orientation_from({"exif": {"orientation": facts.fields.exif.orientation}})
+    metadata = ImageMetadata(
+        format="JPEG", width=1, height=1, mode="RGB", bytes=1, sha256="0", exif=facts.fields.exif
+    )
+    return orientation_from(metadata)
 
 
 def _preview(rendered: RenderedImage) -> Image.Image:

@@ -19,8 +19,8 @@ from imgproc_cli.library_import.journal import ImportJournal
 from imgproc_cli.library_import.progress import Reporter
 from imgproc_cli.library_import.runner import ImportRun, Plan
 from imgproc_cli.library_import.sources import parse_s3_url
-from imgproc_cli.local_stack import target_settings
 from imgproc_cli.uploads import DEFAULT_USER, UsageError
+from imgproc_local.local_stack import target_settings
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.models import ALBUM_NAME_MAX, is_valid_display_name, is_valid_id
 from imgproc_shared.resources import ResourceNames

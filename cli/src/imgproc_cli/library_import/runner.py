@@ -14,7 +14,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,12 +40,14 @@ from imgproc_cli.library_import.sources import (
 from imgproc_cli.uploads import _extension, put_original
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog, is_conditional_failure
+from imgproc_shared.errors import error_code
 from imgproc_shared.models import (
     ALBUM_NAME_MAX,
     ImageStatus,
     clean_file_name,
     is_valid_display_name,
 )
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import INCOMING_PREFIX, THUMBNAILS_PREFIX, ResourceNames, incoming_key
 
 WINDOW_PER_UPLOADER = 25
@@ -220,13 +221,13 @@ class ImportRun:
                 entry = self.journal.lookup(entry.owner, entry.content) or entry
             await self._put(item, entry, photo_format)
             return
-        status = ImageStatus(record["status"])
+        status = ImageStatus(str(record.status))
         if status.terminal:
             self._terminal(entry.source, entry.owner, entry.content, record)
         elif status is ImageStatus.UPLOADING:
             # Recorded, and the object perhaps never put (the run stopped in between): put it
             # where the record says, even if this run would choose another album.
-            await self._put(item, entry, photo_format, album_id=str(record["album_id"]))
+            await self._put(item, entry, photo_format, album_id=str(record.album_id))
         elif await self._window_slot():
             self._wait_for(entry)
         else:
@@ -314,7 +315,7 @@ class ImportRun:
                 data: bytes = await body.read()
             return data
         except ClientError as exc:
-            return Unreadable(source_of(item), exc.response.get("Error", {}).get("Code", str(exc)))
+            return Unreadable(source_of(item), error_code(exc) or str(exc))
 
     async def _album_id(self, folder: str) -> str:
         plan = self.plan
@@ -363,20 +364,20 @@ class ImportRun:
             return
         records = await self.catalog.get_images(list(self._waiting), _STATUS_FIELDS)
         for record in records:
-            waiter = self._waiting.get(record["image_id"])
-            if waiter and ImageStatus(record["status"]).terminal:
-                del self._waiting[record["image_id"]]
+            waiter = self._waiting.get(record.image_id)
+            if waiter and ImageStatus(str(record.status)).terminal:
+                del self._waiting[record.image_id]
                 self._window.release()
                 self._last_change = time.monotonic()
                 self._terminal(waiter.source, waiter.owner, waiter.content, record)
 
-    def _terminal(self, source: str, owner: str, content: str, record: dict[str, Any]) -> None:
-        status = str(record["status"])
+    def _terminal(self, source: str, owner: str, content: str, record: ImageRecord) -> None:
+        status = str(record.status)
         reason = None
-        if record.get("error_code") or record.get("error_message"):
-            reason = f"{record.get('error_code')}: {record.get('error_message')}"
+        if record.error_code or record.error_message:
+            reason = f"{record.error_code}: {record.error_message}"
         self.journal.mark(owner, content, "done", status=status, reason=reason)
-        self._finish(source, str(record["image_id"]), status, reason)
+        self._finish(source, str(record.image_id), status, reason)
 
     async def _finish_waiting(self) -> None:
         """After the last upload: wait for every image until none has changed for the

@@ -13,9 +13,9 @@ record would load the endpoint it measures (at 2 polls a second, a tenth of its 
 cannot subscribe, it polls the records instead.
 
 Against the local stack the API calls are counted by the embedded endpoint itself
-(`/_imgproc/stats`, see `moto_speedups`) and the workers' CPU time is read from /proc for the
-services `imgproc up` started; against AWS both come from a model of one image (its calls, and
-each worker's CPU seconds with the tagger's backend).
+(`/_imgproc/stats`, see `imgproc_local.request_counter`) and the workers' CPU time is read from
+/proc for the services `imgproc up` started; against AWS both come from a model of one image
+(its calls, and each worker's CPU seconds with the tagger's backend).
 
 The modules, in the order a run uses them: `photos` (what is uploaded), `runner` (the run and
 its measurements), `listener` (the announcements it waits on), `progress` (the bar), `cpu` (the

@@ -11,8 +11,8 @@ from typing import Any
 
 from imgproc_cli.loadtest.photos import generated_photos, parse_size, source_photos
 from imgproc_cli.loadtest.runner import loadtest
-from imgproc_cli.local_stack import read_stack, target_settings
 from imgproc_cli.uploads import UsageError
+from imgproc_local.local_stack import read_stack, target_settings
 from imgproc_shared.settings import Settings
 
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from imgproc_cli.bootstrap import _queue_arn
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.long_poll import MAX_BATCH, delete_batch, receive_batches
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.queues import queue_arn as find_queue_arn
 from imgproc_shared.resources import ResourceNames, Topic
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class AnnouncementListener:
                 return None
             queue_name = f"{names.prefix}-loadtest-{uuid.uuid4().hex[:12]}"
             queue_url = (await aws.sqs.create_queue(QueueName=queue_name))["QueueUrl"]
-            queue_arn = await _queue_arn(aws, queue_url)
+            queue_arn = await find_queue_arn(aws.sqs, queue_url)
             # On AWS the topic may only deliver to a queue whose policy lets it.
             policy = {
                 "Version": "2012-10-17",

@@ -20,6 +20,7 @@ from imgproc_cli.loadtest.costs import (
 )
 from imgproc_shared.catalog import STAGE_ORDER
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.records import ImageRecord
 
 
 def percentile(values: Iterable[float], p: float) -> float | None:
@@ -74,20 +75,16 @@ class ImageOutcome:
 
     @classmethod
     def from_record(
-        cls, image_id: str, record: Mapping[str, Any] | None, observed_latency_s: float | None
+        cls, image_id: str, record: ImageRecord | None, observed_latency_s: float | None
     ) -> ImageOutcome:
-        record = record or {}
-        stages = {
-            s: record[f"stage_{s}"]
-            for s in STAGE_ORDER
-            if isinstance(record.get(f"stage_{s}"), dict)
-        }
+        record = record or ImageRecord(image_id=image_id)
+        stages = {s: p.model_dump(mode="json") for s, p in record.stages().items()}
         return cls(
             image_id=image_id,
-            status=record.get("status"),
-            uploaded_at=parse_time(record.get("uploaded_at")),
-            started_at=parse_time(record.get("started_at")),
-            finished_at=parse_time(record.get("finished_at")),
+            status=record.status,
+            uploaded_at=parse_time(record.uploaded_at),
+            started_at=parse_time(record.started_at),
+            finished_at=parse_time(record.finished_at),
             observed_latency_s=observed_latency_s,
             stages=stages,
         )

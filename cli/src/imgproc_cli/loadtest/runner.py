@@ -22,15 +22,16 @@ from imgproc_cli.loadtest.listener import AnnouncementListener
 from imgproc_cli.loadtest.photos import unique_copy
 from imgproc_cli.loadtest.progress import Progress
 from imgproc_cli.loadtest.report import ImageOutcome, summarize
-from imgproc_cli.uploads import _album_id, put_original
+from imgproc_cli.uploads import put_original
+from imgproc_local.request_counter import STATS_PATH
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import ResourceNames
 from imgproc_shared.settings import Settings
+from imgproc_shared.workflow import find_state_machine_arn
 
 LOADTEST_USER = "loadtest"
-STATS_PATH = "/_imgproc/stats"  # served by the embedded endpoint (moto_speedups)
 # How often the client polls its images' statuses when it cannot listen to the announcements,
 # and, as a safety net, when it can. Latencies come from the records' own times.
 _POLL_INTERVAL_S = 0.5
@@ -113,8 +114,8 @@ async def _poller(
             run.poll_calls += math.ceil(len(pending) / 100)
             polled = await catalog.get_images(pending, attributes=("image_id", "status"))
             for record in polled:
-                if ImageStatus(record["status"]).terminal:
-                    run.ended(record["image_id"])
+                if ImageStatus(str(record.status)).terminal:
+                    run.ended(record.image_id)
         progress.update(len(run.observed), len(run.uploaded) - len(run.observed))
         try:
             await asyncio.wait_for(stop.wait(), _POLL_INTERVAL_S)
@@ -131,21 +132,6 @@ def _fetch_stats(endpoint_url: str | None) -> dict[str, Any] | None:
             return stats
     except (OSError, ValueError):
         return None
-
-
-async def _state_machine_arn(aws: AwsClients, settings: Settings) -> str | None:
-    if settings.state_machine_arn:
-        return settings.state_machine_arn
-    name = ResourceNames.from_settings(settings).state_machine
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = await aws.stepfunctions.list_state_machines(**kwargs)
-        for machine in page["stateMachines"]:
-            if machine["name"] == name:
-                return str(machine["stateMachineArn"])
-        if not page.get("nextToken"):
-            return None
-        kwargs["nextToken"] = page["nextToken"]
 
 
 async def _executions_per_image(
@@ -203,7 +189,7 @@ async def loadtest(
     progress = Progress(images, progress_stream)
     async with AwsClients(settings) as aws:
         catalog = Catalog(aws, names)
-        album = await _album_id(catalog, LOADTEST_USER, "loadtest")
+        album = await catalog.album_named(LOADTEST_USER, "loadtest")  # through the name guard
         listener = await AnnouncementListener.open(aws, names)
         stats_before = await asyncio.to_thread(_fetch_stats, settings.endpoint_url)
         cpu_before = process_cpu(local_pid) if local_pid else (None, {})
@@ -242,19 +228,21 @@ async def loadtest(
                 await listener.close()
         progress.update(len(run.observed), len(run.uploaded) - len(run.observed), final=True)
 
-        records = {r["image_id"]: r for r in await catalog.get_images(list(run.uploaded))}
+        records = {r.image_id: r for r in await catalog.get_images(list(run.uploaded))}
         outcomes = [
             ImageOutcome.from_record(i, records.get(i), run.observed.get(i)) for i in run.uploaded
         ]
-        arn = await _state_machine_arn(aws, settings)
+        arn = settings.state_machine_arn or await find_state_machine_arn(
+            aws.stepfunctions, ResourceNames.from_settings(settings).state_machine
+        )
         executions = (
             await _executions_per_image(aws, arn, set(run.uploaded)) if arn else Counter[str]()
         )
         duplicates = sum(count - 1 for count in executions.values() if count > 1)
         execution_arns = [
-            str(r["execution_arn"])
+            str(r.execution_arn)
             for r in records.values()
-            if r.get("execution_arn") and r.get("status") == ImageStatus.PROCESSED.value
+            if r.execution_arn and r.status == ImageStatus.PROCESSED.value
         ]
         transitions = await _transitions(aws, execution_arns)
 

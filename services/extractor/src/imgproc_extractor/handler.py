@@ -18,8 +18,9 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from imgproc_extractor.metadata import ImageFacts, NeedWholeObject, ObjectBytes, describe
+from imgproc_shared.aws import as_dict
 from imgproc_shared.checksums import stored_sha256
-from imgproc_shared.errors import CorruptImage, TaskError, TooLarge, TransientError
+from imgproc_shared.errors import CorruptImage, TaskError, TooLarge, TransientError, error_code
 from imgproc_shared.models import ImageMetadata, StageTask
 from imgproc_shared.worker.runtime import WorkContext
 
@@ -111,11 +112,9 @@ def check_size(size: int, max_bytes: int) -> None:
 
 async def _head_object(ctx: WorkContext, bucket: str, key: str) -> dict[str, Any]:
     try:
-        head: dict[str, Any] = await ctx.aws.s3.head_object(
-            Bucket=bucket, Key=key, ChecksumMode="ENABLED"
-        )
+        head = as_dict(await ctx.aws.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED"))
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc) or ""
         if code in ("404", "NoSuchKey", "NotFound"):
             # Deleted after upload: no retry brings it back.
             raise TaskError(f"the uploaded file s3://{bucket}/{key} no longer exists") from None

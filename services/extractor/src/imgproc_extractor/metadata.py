@@ -35,8 +35,8 @@ from imgproc_extractor.exif import ExifFields, extract_fields, load_exif, xmp_or
 from imgproc_shared.errors import CorruptImage, TooLarge
 from imgproc_shared.models import Exif
 
-# Errors Pillow raises for a file it cannot parse (FACTS: UnidentifiedImageError, OSError for
-# truncation, SyntaxError, ValueError), plus what its plugins leak on odd input.
+# Errors Pillow raises for a file it cannot parse (docs/FACTS.md, "Pillow": UnidentifiedImageError,
+# OSError for truncation, SyntaxError, ValueError), plus what its plugins leak on odd input.
 _PILLOW_ERRORS = (OSError, SyntaxError, ValueError, IndexError, TypeError, EOFError, KeyError)
 
 

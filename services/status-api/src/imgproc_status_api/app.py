@@ -21,8 +21,10 @@ from fastapi.staticfiles import StaticFiles
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.logging import get_logger
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import ResourceNames
 from imgproc_shared.settings import Settings, get_settings
+from imgproc_shared.workflow import image_proc_arn
 from imgproc_status_api.api.deps import ApiState
 from imgproc_status_api.api.main import api_router
 from imgproc_status_api.api_docs import install_api_docs
@@ -30,9 +32,10 @@ from imgproc_status_api.auth import make_verifier
 from imgproc_status_api.config import ApiSettings
 from imgproc_status_api.errors import install_error_handlers
 from imgproc_status_api.live import AlbumEvents
-from imgproc_status_api.schemas import Health
+from imgproc_status_api.operations import operator_clients
+from imgproc_status_api.schemas import Health, ImageOut
 from imgproc_status_api.search_index import SearchIndexer
-from imgproc_status_api.starter import Starter, resolve_state_machine_arn
+from imgproc_status_api.starter import Starter
 from imgproc_status_api.sweeper import Sweeper
 
 log = get_logger()
@@ -62,12 +65,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AwsClients(settings) as aws:
+        async with AwsClients(settings) as aws, operator_clients(settings, aws) as operator_aws:
             catalog = Catalog(aws, names)
             verifier = make_verifier(api_settings)
             state_holder: list[ApiState] = []
 
-            async def view(record: dict[str, object]) -> dict[str, object]:
+            async def view(record: ImageRecord) -> ImageOut:
                 return await state_holder[0].view(record)
 
             events = AlbumEvents(
@@ -79,12 +82,11 @@ def create_app(
                 discovery_interval_s=api_settings.events_discovery_interval_s,
                 wait_time_s=settings.wait_time_s,
             )
-            state = ApiState(settings, api_settings, names, aws, catalog, verifier, events)
+            state = ApiState(
+                settings, api_settings, names, aws, catalog, verifier, events, operator_aws
+            )
             state_holder.append(state)
             app.state.api = state
-            # Kept for code written against the first version of this app.
-            app.state.aws = aws
-            app.state.catalog = catalog
             stopping = asyncio.Event()
             tasks = [
                 asyncio.create_task(events.consume_status_events(stopping), name="status-events"),
@@ -97,7 +99,7 @@ def create_app(
             ]
             starter = None
             if run_starter:
-                arn = await resolve_state_machine_arn(aws, settings)
+                arn = await image_proc_arn(aws.stepfunctions, settings)
                 starter = Starter(aws, settings, arn)
                 tasks.append(asyncio.create_task(starter.run(stopping), name="starter"))
             tasks.append(asyncio.create_task(Sweeper(state, starter).run(stopping), name="sweeper"))

@@ -31,6 +31,8 @@ class User:
     # cannot be revoked before it expires).
     token_id: str | None = None
     expires_at: int | None = None
+    # Cognito groups (`cognito:groups`): membership of `operators` makes an operator.
+    groups: frozenset[str] = frozenset()
 
 
 def _token_id(claims: dict[str, Any]) -> str | None:
@@ -41,6 +43,13 @@ def _token_id(claims: dict[str, Any]) -> str | None:
 def _expiry(claims: dict[str, Any]) -> int | None:
     value = claims.get("exp")
     return int(value) if isinstance(value, int | float) else None
+
+
+def _groups(claims: dict[str, Any]) -> frozenset[str]:
+    value = claims.get("cognito:groups")
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(group for group in value if isinstance(group, str))
 
 
 def unauthorized(message: str) -> ApiError:
@@ -145,6 +154,7 @@ class CognitoTokens:
             name=str(name),
             token_id=_token_id(claims),
             expires_at=_expiry(claims),
+            groups=_groups(claims),
         )
 
 

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgproc_shared.settings import check_auth_secret
 
+# The Cognito group whose members are operators (created by infra/ and `imgproc up --auth
+# cognito`).
+OPERATORS_GROUP = "operators"
+
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGPROC_", extra="ignore")
@@ -24,10 +28,15 @@ class ApiSettings(BaseSettings):
     cognito_audience: str | None = None
     # Defaults to `{issuer}/.well-known/jwks.json`, where Cognito publishes its keys.
     cognito_jwks_url: str | None = None
+    # Where the web client signs in (the user pool API, `GET /api/auth-config`). Defaults to
+    # the issuer's regional endpoint, `https://cognito-idp.{region}.amazonaws.com/`; `imgproc up
+    # --auth cognito` sets the embedded endpoint's URL.
+    cognito_endpoint: str | None = None
 
     # Who may see and act on queues and dead letters (which name every user's images): user ids,
     # comma-separated. Unset: every signed-in user on one machine (where the users are the
-    # machine's owner), nobody with Cognito until listed.
+    # machine's owner), nobody with Cognito until listed. With Cognito, members of the user
+    # pool's `operators` group are operators too (the token's `cognito:groups` claim).
     operators: Annotated[list[str] | None, NoDecode] = None
 
     # Origins allowed to call the API from a browser (the web client itself is same-origin).
@@ -61,10 +70,29 @@ class ApiSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    def is_operator(self, user_id: str) -> bool:
+    def is_operator(self, user_id: str, groups: frozenset[str] = frozenset()) -> bool:
+        if self.cognito_enabled and OPERATORS_GROUP in groups:
+            return True
         if self.operators is None:
             return not self.cognito_enabled
         return user_id in self.operators
+
+    @property
+    def cognito_user_pool_id(self) -> str | None:
+        """The pool id: the issuer's last path segment (`{region}_{id}`)."""
+        if not self.cognito_issuer:
+            return None
+        return self.cognito_issuer.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def cognito_sign_in_endpoint(self) -> str | None:
+        if self.cognito_endpoint:
+            return self.cognito_endpoint
+        pool_id = self.cognito_user_pool_id
+        if not pool_id or "_" not in pool_id:
+            return None
+        region = pool_id.split("_", 1)[0]
+        return f"https://cognito-idp.{region}.amazonaws.com/"
 
     @property
     def cognito_enabled(self) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from imgproc_shared.errors import ACCESS_DENIED, access_denial
 from imgproc_shared.logging import get_logger
 
 log = get_logger()
@@ -47,8 +49,8 @@ _HTTP_CODES = {
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    # Also a body that is not UTF-8 JSON: FastAPI answers that with 400, not 422 (found by
-    # the schemathesis fuzz in tests/security).
+    # Also a body that is not UTF-8 JSON: FastAPI answers that with 400, not 422 (the
+    # schemathesis fuzz in tests/security sends such bodies).
     400: {"model": ErrorBody, "description": "Malformed request"},
     401: {"model": ErrorBody, "description": "Missing, invalid or expired token"},
     404: {"model": ErrorBody, "description": "Unknown id, or someone else's"},
@@ -89,6 +91,28 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             content={"code": code, "message": message},
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(ClientError)
+    async def aws_error(request: Request, exc: ClientError) -> JSONResponse:
+        denial = access_denial(exc)
+        if denial is None:
+            raise exc  # answered below, as any other unexpected error
+        # A permission missing from the API's policy: say which, so it can be granted.
+        log.error(
+            "access denied",
+            error=ACCESS_DENIED,
+            path=request.url.path,
+            action=denial.action,
+            resource=denial.resource,
+            code=denial.code,
+        )
+        return JSONResponse(
+            status_code=500,
+            content={
+                "code": "access_denied",
+                "message": f"the server is not allowed to {denial.action} on {denial.resource}",
+            },
         )
 
     @app.exception_handler(Exception)

@@ -18,18 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import STAGE_ORDER, Catalog
+from imgproc_shared.catalog import Catalog
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import ImageStatus, StatusEvent
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import Queue, ResourceNames
 
 log = get_logger(component="live")
 
-ImageView = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+ImageView = Callable[[ImageRecord], Awaitable[BaseModel]]
 
 # A listener that falls this far behind is dropped; its client reconnects and reloads.
 _LISTENER_BACKLOG = 1000
@@ -42,17 +43,17 @@ class AlbumEvent:
     data: dict[str, Any]
 
 
-def fingerprint(record: dict[str, Any]) -> str:
+def fingerprint(record: ImageRecord) -> str:
     """What a listener sees change: status, execution, stage progress, errors, results."""
     return json.dumps(
         [
-            record.get("status"),
-            record.get("execution_arn"),
-            [record.get(f"stage_{stage}") for stage in STAGE_ORDER],
-            record.get("error_code"),
-            record.get("metadata") is not None,
-            record.get("tags") is not None,
-            record.get("thumbnails") is not None,
+            record.status,
+            record.execution_arn,
+            {stage: p.model_dump(mode="json") for stage, p in record.stages().items()},
+            record.error_code,
+            record.metadata is not None,
+            record.tags is not None,
+            record.thumbnails is not None,
         ],
         sort_keys=True,
         default=str,
@@ -115,9 +116,9 @@ class AlbumEvents:
                 if watch.task is not None:
                     watch.task.cancel()
 
-    async def image_changed(self, record: dict[str, Any]) -> None:
+    async def image_changed(self, record: ImageRecord) -> None:
         """Push a record this process just wrote (an upload), without waiting for a poll."""
-        watch = self._watches.get(str(record.get("album_id")))
+        watch = self._watches.get(str(record.album_id))
         if watch is not None:
             async with watch.lock:
                 await self._push_if_changed(watch, record)
@@ -139,11 +140,11 @@ class AlbumEvents:
             for listener in list(watch.listeners):
                 self._offer(watch, listener, None)
 
-    async def _push_if_changed(self, watch: _AlbumWatch, record: dict[str, Any]) -> None:
-        image_id = str(record["image_id"])
-        if record.get("album_id") != watch.album_id:
+    async def _push_if_changed(self, watch: _AlbumWatch, record: ImageRecord) -> None:
+        image_id = str(record.image_id)
+        if record.album_id != watch.album_id:
             return
-        if record.get("status") in _TERMINAL:
+        if record.status in _TERMINAL:
             watch.unfinished.discard(image_id)
         else:
             watch.unfinished.add(image_id)
@@ -151,7 +152,8 @@ class AlbumEvents:
         if watch.seen.get(image_id) == mark:
             return
         watch.seen[image_id] = mark
-        self._broadcast(watch, AlbumEvent("image", await self.view(record)))
+        view = await self.view(record)
+        self._broadcast(watch, AlbumEvent("image", view.model_dump(mode="json")))
 
     def _broadcast(self, watch: _AlbumWatch, event: AlbumEvent) -> None:
         for listener in list(watch.listeners):
@@ -179,11 +181,11 @@ class AlbumEvents:
                 watch.album_id, limit=100, after=after
             )
             for record in records:
-                image_id = str(record["image_id"])
+                image_id = str(record.image_id)
                 if initial:
                     # The client loads the list itself; only remember what it already has.
                     watch.seen[image_id] = fingerprint(record)
-                    if record.get("status") not in _TERMINAL:
+                    if record.status not in _TERMINAL:
                         watch.unfinished.add(image_id)
                 elif image_id not in watch.seen:
                     async with watch.lock:
@@ -249,7 +251,7 @@ class AlbumEvents:
         if record is None:
             # A poison message: left for the dead-letter queue like any other.
             raise ValueError(f"announcement for an unknown image {event.image_id}")
-        watch = self._watches.get(str(record.get("album_id") or ""))
+        watch = self._watches.get(str(record.album_id or ""))
         if watch is not None:
             async with watch.lock:
                 await self._push_if_changed(watch, record)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,8 +18,9 @@ from imgproc_shared.models import (
     DISPLAY_NAME_PATTERN,
     FILE_NAME_MAX,
     IMAGE_ID_PATTERN,
-    Instance,
 )
+from imgproc_shared.records import AlbumRecord
+from imgproc_shared.views import ImageView
 
 Username = Annotated[str, StringConstraints(pattern=IMAGE_ID_PATTERN)]
 # Letters, digits, `-` and `_`: usernames become a segment of S3 keys.
@@ -61,6 +62,8 @@ class SignIn(RequestBody):
 class UserOut(BaseModel):
     id: str
     name: str
+    # May see the Operations page and call `/api/operators/*`.
+    operator: bool = False
 
 
 class TokenOut(BaseModel):
@@ -74,11 +77,10 @@ class AlbumCreate(RequestBody):
     name: AlbumName
 
 
-class AlbumOut(BaseModel):
-    album_id: str
-    name: str
-    owner: str
-    created_at: str
+class AlbumOut(AlbumRecord):
+    """An album as the client sees it: its record (read from one by attribute)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class AlbumList(BaseModel):
@@ -101,61 +103,10 @@ class PresignedPost(BaseModel):
     fields: dict[str, str]
 
 
-class ErrorInfoOut(BaseModel):
-    code: str
-    message: str
-    stage: str | None = None
+class ImageOut(ImageView):
+    """The public shape of an image (`imgproc_shared.views.ImageView`) plus the upload's size
+    and content type."""
 
-
-class RenditionOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    key: str
-    width: int
-    height: int
-    format: str
-    bytes: int | None = None
-    url: str
-
-
-class LabelOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    confidence: float
-    parents: list[str] = Field(default_factory=list)
-    instances: list[Instance] = Field(
-        default_factory=list,
-        description="where the object is, one box per occurrence; none for scene-wide labels",
-    )
-
-
-class ImageOut(BaseModel):
-    """The public shape of an image (`imgproc_shared.views.image_view`) plus the upload size."""
-
-    model_config = ConfigDict(extra="allow")
-
-    image_id: str
-    album_id: str | None = None
-    owner: str | None = None
-    file_name: str | None = None
-    status: str | None = None
-    error: ErrorInfoOut | None = None
-    metadata: dict[str, Any] | None = None
-    tags: list[LabelOut] = Field(default_factory=list)
-    thumbnails: list[RenditionOut] = Field(default_factory=list)
-    placeholder: str | None = None
-    execution_arn: str | None = None
-    duplicate_of: str | None = Field(
-        default=None,
-        description="for a DUPLICATE: the image with the same bytes, whose metadata, labels "
-        "and renditions this one shows",
-    )
-    stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    uploaded_at: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
     size: int | None = None
     content_type: str | None = None
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
+from imgproc_shared.errors import ACCESS_DENIED, access_denial
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import StatusEvent
@@ -55,9 +56,9 @@ class SearchIndexer:
         await self.index.index_record(record)
         # Deleted while we wrote: the delete's own removal may have run before our writes.
         if await self.catalog.get_image(event.image_id, ("image_id",)) is None:
-            await self.index.remove_image(str(record["owner"]), event.image_id)
+            await self.index.remove_image(str(record.owner), event.image_id)
         self.indexed += 1
-        log.info("image indexed", image_id=event.image_id, status=record.get("status"))
+        log.info("image indexed", image_id=event.image_id, status=record.status)
 
     async def _handle_message(self, message: dict[str, Any]) -> bool:
         """True when the message is done with (to be deleted)."""
@@ -68,6 +69,16 @@ class SearchIndexer:
             # Left for the dead-letter queue after the redrive count.
             log.warning("malformed announcement", reason=str(exc)[:300])
         except (ClientError, BotoCoreError, RuntimeError) as exc:
+            if (denial := access_denial(exc)) is not None:
+                # Not a passing failure: named, and left for the dead-letter queue.
+                log.error(
+                    "access denied; image not indexed",
+                    error=ACCESS_DENIED,
+                    action=denial.action,
+                    resource=denial.resource,
+                    code=denial.code,
+                )
+                return False
             log.warning("image not indexed; it will be retried", error=str(exc)[:300])
         return False
 

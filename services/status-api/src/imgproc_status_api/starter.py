@@ -19,10 +19,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from imgproc_shared.aws import AwsClients
+from imgproc_shared.aws import AwsClients, as_dict
 from imgproc_shared.catalog import DELETED, Catalog, is_conditional_failure
 from imgproc_shared.dead_letters import DeadLetters
 from imgproc_shared.duplicates import ExactDuplicates
+from imgproc_shared.errors import ACCESS_DENIED, access_denial, error_code
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import (
@@ -32,6 +33,7 @@ from imgproc_shared.models import (
     is_valid_display_name,
     is_valid_id,
 )
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import INCOMING_PREFIX, Queue, ResourceNames, execution_arn
 from imgproc_shared.s3_events import MalformedEvent, ObjectCreated, parse_s3_event
 from imgproc_shared.settings import Settings
@@ -133,7 +135,7 @@ class Starter:
         arn = execution_arn(self.state_machine_arn, image_id)
         bound = log.bind(image_id=image_id)
         album = await self.catalog.get_album(album_id)
-        album_is_owners = album is not None and album.get("owner") == owner
+        album_is_owners = album is not None and album.owner == owner
         # Record PROCESSING before starting, so the execution's own writes always come later.
         # The usual case (the API or the CLI recorded the upload) is this one write.
         mark = functools.partial(
@@ -151,10 +153,10 @@ class Starter:
         if not fresh:
             record = await self.catalog.get_image(image_id)
             if record is None:
-                # Found by the reliability tests (poison messages): an event naming an image
-                # that has no record and no object used to create a record and an execution
-                # that then FAILED ("no longer exists"). Such an event is poison: left for the
-                # dead-letter queue.
+                # An event naming an image that has neither a record nor an object must not
+                # create a record and an execution that would only FAIL ("no longer exists"):
+                # such an event is poison, left for the dead-letter queue (tests/reliability,
+                # poison messages).
                 head = await self._head(created)
                 if _metadata(head, OWNER_METADATA) or _metadata(head, ALBUM_METADATA):
                     # Put straight into S3 naming its owner and album: those govern.
@@ -174,29 +176,29 @@ class Starter:
             if not fresh and record is not None:
                 refusal = self._refusal(record, created, owner, album_id, album_is_owners)
                 if refusal is not None:
-                    if record.get("status") == "UPLOADING" and record.get("key") == created.key:
+                    if record.status == "UPLOADING" and record.key == created.key:
                         # Its own upload, into an album gone meanwhile: the grant ends too.
                         await self.catalog.tombstone_image(record, only_if_uploading=True)
                     return await self._refuse(created, refusal, owner=owner, album_id=album_id)
-                if record.get("status") not in ("UPLOADING", "PROCESSING"):
-                    bound.info("duplicate upload event ignored", status=record.get("status"))
+                if record.status not in ("UPLOADING", "PROCESSING"):
+                    bound.info("duplicate upload event ignored", status=record.status)
                     return False
         return await self._start_execution(image_id, created.bucket, created.key, owner, album_id)
 
     @staticmethod
     def _refusal(
-        record: dict[str, Any],
+        record: ImageRecord,
         created: ObjectCreated,
         owner: str,
         album_id: str,
         album_is_owners: bool,
     ) -> str | None:
         """Why an object in our layout whose image has a record may not be processed."""
-        if record.get("status") == DELETED:
+        if record.status == DELETED:
             return "the image was deleted"
-        if record.get("owner") != owner or record.get("album_id") != album_id:
+        if record.owner != owner or record.album_id != album_id:
             return "the image's record names another owner or album"
-        if record.get("key") != created.key:
+        if record.key != created.key:
             return "the image's record names another key"
         if not album_is_owners:
             return "the album does not exist or is another owner's"
@@ -243,7 +245,7 @@ class Starter:
                     raise
             record = await self.catalog.get_image(image_id, ("owner", "album_id", "status"))
             assert record is not None  # recorded just now, by this event or a duplicate
-        owner, album_id = str(record["owner"]), str(record["album_id"])
+        owner, album_id = str(record.owner), str(record.album_id)
         fresh = await self.catalog.mark_processing(
             image_id=image_id,
             owner=owner,
@@ -254,7 +256,8 @@ class Starter:
             recorded_only=True,
         )
         if not fresh:
-            status = (await self.catalog.get_image(image_id, ("status",)) or {}).get("status")
+            current = await self.catalog.get_image(image_id, ("status",))
+            status = current.status if current else None
             if status not in ("UPLOADING", "PROCESSING"):
                 bound.info("duplicate upload event ignored", status=status)
                 return False
@@ -269,7 +272,7 @@ class Starter:
         album = _metadata(head, ALBUM_METADATA)
         if album is not None and is_valid_id(album):
             existing = await self.catalog.get_album(album)
-            if existing is not None and existing.get("owner") == owner:
+            if existing is not None and existing.owner == owner:
                 return owner, album
         if album is None or not is_valid_display_name(album, ALBUM_NAME_MAX):
             album = folder_album_name(key)
@@ -294,7 +297,7 @@ class Starter:
                 input=workflow_input.model_dump_json(),
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            if error_code(exc) == "ExecutionAlreadyExists":
                 bound.info("duplicate upload event: execution exists")
                 return False
             raise
@@ -308,11 +311,9 @@ class Starter:
         """The object's head; an event for an object that is not there is poison
         (`UnknownImage`, left for the dead-letter queue)."""
         try:
-            head: dict[str, Any] = await self.aws.s3.head_object(
-                Bucket=created.bucket, Key=created.key
-            )
+            head = as_dict(await self.aws.s3.head_object(Bucket=created.bucket, Key=created.key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise UnknownImage(f"no object s3://{created.bucket}/{created.key}") from exc
             raise
         return head
@@ -356,6 +357,21 @@ class Starter:
                 delay = 0 if last_try else min(2 * receive_count, 30)
                 await self._release(queue_url, message, delay=delay)
         except Exception as exc:
+            if (denial := access_denial(exc)) is not None:
+                # A permission missing from the policy: asking again cannot grant it, so the
+                # message goes on to the dead-letter queue (replayed once it is granted).
+                bound.error(
+                    "access denied; upload not started",
+                    error=ACCESS_DENIED,
+                    action=denial.action,
+                    resource=denial.resource,
+                    code=denial.code,
+                )
+                if last_try:
+                    await self._note_give_up(message, ACCESS_DENIED, denial.cause("the starter"))
+                if queue_url:
+                    await self._release(queue_url, message, delay=0 if last_try else 2)
+                return False
             # Perhaps passing (the endpoint, throttling): retried after the visibility timeout.
             bound.exception("start failed; the message will be retried")
             if last_try:
@@ -378,18 +394,3 @@ class Starter:
             )
         except ClientError as exc:
             log.warning("release failed", error=str(exc))
-
-
-async def resolve_state_machine_arn(aws: AwsClients, settings: Settings) -> str:
-    if settings.state_machine_arn:
-        return settings.state_machine_arn
-    name = ResourceNames.from_settings(settings).state_machine
-    paginator_kwargs: dict[str, Any] = {}
-    while True:
-        page = await aws.stepfunctions.list_state_machines(**paginator_kwargs)
-        for machine in page["stateMachines"]:
-            if machine["name"] == name:
-                return str(machine["stateMachineArn"])
-        if not page.get("nextToken"):
-            raise RuntimeError(f"state machine {name} not found; is the stack bootstrapped?")
-        paginator_kwargs["nextToken"] = page["nextToken"]

@@ -22,8 +22,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from imgproc_shared.aws import as_dict
+from imgproc_shared.errors import error_code
 from imgproc_shared.logging import get_logger
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.records import ImageRecord
 from imgproc_shared.resources import SWEEP_DELETED, SWEEP_UPLOAD
 from imgproc_shared.s3_events import ObjectCreated
 from imgproc_status_api.api.deps import ApiState
@@ -71,8 +74,8 @@ class Sweeper:
         async for record in self._due(SWEEP_UPLOAD, before):
             await self._abandoned(record, report)
         async for record in self._due(SWEEP_DELETED, before):
-            await remove_stored(self.state.aws, self.state.names, record)
-            if await self.state.catalog.purge_tombstone(str(record["image_id"])):
+            await remove_stored(self.state.aws, record)
+            if await self.state.catalog.purge_tombstone(str(record.image_id)):
                 report.purged += 1
         if report.abandoned or report.started or report.purged:
             log.info(
@@ -94,11 +97,11 @@ class Sweeper:
             if after is None:
                 return
 
-    async def _abandoned(self, record: dict[str, Any], report: SweepReport) -> None:
-        image_id = str(record["image_id"])
-        bucket = str(record.get("bucket") or self.state.names.bucket)
-        key = str(record.get("key") or "")
-        if record.get("status") == ImageStatus.UPLOADING.value and key:
+    async def _abandoned(self, record: ImageRecord, report: SweepReport) -> None:
+        image_id = str(record.image_id)
+        bucket = str(record.bucket or self.state.names.bucket)
+        key = str(record.key or "")
+        if record.status == ImageStatus.UPLOADING.value and key:
             head = await self._head(bucket, key)
             if head is not None:
                 # It arrived; its S3 event was lost or has not been handled: start it now (an
@@ -114,15 +117,15 @@ class Sweeper:
             await self.state.catalog.clear_sweep(image_id, SWEEP_UPLOAD)
             return
         report.abandoned += 1
-        log.info("abandoned upload ended", image_id=image_id, uploaded_at=record.get("uploaded_at"))
-        if replaced.get("album_id"):
-            self.state.events.image_deleted(str(replaced["album_id"]), image_id)
+        log.info("abandoned upload ended", image_id=image_id, uploaded_at=record.uploaded_at)
+        if replaced.album_id:
+            self.state.events.image_deleted(str(replaced.album_id), image_id)
 
     async def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:
-            head: dict[str, Any] = await self.state.aws.s3.head_object(Bucket=bucket, Key=key)
+            head = as_dict(await self.state.aws.s3.head_object(Bucket=bucket, Key=key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return head

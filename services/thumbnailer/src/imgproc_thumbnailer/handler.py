@@ -7,10 +7,9 @@ objects: the stage is idempotent without any bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from imgproc_shared.errors import CorruptImage
-from imgproc_shared.models import Rendition, StageTask, ThumbnailResult
+from imgproc_shared.models import ImageMetadata, Rendition, StageTask, ThumbnailResult
 from imgproc_shared.resources import thumbnail_key
 from imgproc_shared.worker.runtime import WorkContext
 from imgproc_thumbnailer.config import get_thumbnail_settings
@@ -23,11 +22,10 @@ PREVIEW = "preview"
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
-def orientation_from(metadata: dict[str, Any] | None) -> int | None:
+def orientation_from(metadata: ImageMetadata | None) -> int | None:
     """The EXIF orientation the extractor reported, if it is a valid one."""
-    exif = (metadata or {}).get("exif")
-    value = exif.get("orientation") if isinstance(exif, dict) else None
-    return value if isinstance(value, int) and 1 <= value <= 8 else None
+    value = metadata.exif.orientation if metadata else None
+    return value if value is not None and 1 <= value <= 8 else None
 
 
 async def handle(task: StageTask, ctx: WorkContext) -> ThumbnailResult:

@@ -16,10 +16,21 @@ A service is configured, not subclassed: it gives a stage and a handler, a plain
   write is conditional on the image: a task for an unknown image is malformed;
 - an unexpected exception releases the message with a backoff so it is tried again; on its last
   receive the task is failed with the cause and the message is left for the dead-letter queue;
+- an AWS denial (a permission missing from the service's policy), in the handler or in the
+  runtime's own calls for the task, fails the task at once with `ImageProc.AccessDenied` and
+  "<service> was denied <action> on <resource>" (no retry can grant it), logged as an error
+  with the action and resource. Where the task cannot be answered (the denial is on answering,
+  or on the queue) it is logged the same way and the message comes back only after a backoff;
+  a denial while starting (the queue's URL) exits with `EXIT_UNRECOVERABLE`;
 - a malformed message (not JSON, wrong schema, unknown image) is logged with its reason and left
   for the dead-letter queue while the worker goes on serving others;
 - SIGTERM/SIGINT: stop polling, finish in-flight work within the stop timeout, release what is
-  left, log a one-line summary and exit.
+  left, run the service's `shutdown` hook, log a one-line summary and exit;
+- a `setup` hook runs before the first poll; the errors a service names as `setup_failures`
+  (the tagger's unusable model) end the process with one error line and `EXIT_UNRECOVERABLE`.
+
+How each message's work ended is a value (`Outcome`: answered, failed with a named error,
+errored, denied, stale, malformed, stopped) that `Worker._settle` alone acts on.
 """
 
 from __future__ import annotations
@@ -27,9 +38,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -51,7 +63,20 @@ from imgproc_shared.worker.fault_injection import raise_injected_fault
 from imgproc_shared.worker.task_token import TaskToken
 
 T = TypeVar("T")
+# How long a message whose task cannot be answered (answering it was denied) stays away before
+# it is tried again: long enough not to spin, short enough to recover once the policy is fixed.
+DENIED_RETRY_DELAY_S = 60
 Handler = Callable[[StageTask, "WorkContext"], Coroutine[Any, Any, BaseModel]]
+Hook = Callable[["WorkContext"], Awaitable[None]]
+
+
+class CannotStart(Exception):
+    """The worker cannot work until someone fixes its setup: restarting would only loop."""
+
+    def __init__(self, what: str, cause: str) -> None:
+        super().__init__(f"{what}: {cause}")
+        self.what = what
+        self.cause = cause
 
 
 @dataclass
@@ -84,19 +109,29 @@ class Worker:
         handler: Handler,
         settings: Settings | None = None,
         *,
-        setup: Callable[[WorkContext], Awaitable[None]] | None = None,
+        setup: Hook | None = None,
+        setup_failures: Mapping[type[Exception], str] | None = None,
+        shutdown: Hook | None = None,
         result_attribute: str | None = None,
+        service: str | None = None,
     ) -> None:
-        """`result_attribute`: the image record's attribute this worker stores each result
+        """`setup` runs once before the first poll, `shutdown` once after the last message
+        is settled. `setup_failures`: exceptions of `setup` that no restart can fix, each with
+        what it means ("model unavailable"): the worker cannot start (`CannotStart`).
+        `result_attribute`: the image record's attribute this worker stores each result
         under, with the stage's progress (a stage whose result is wanted before the workflow
-        stores the others'); None leaves storing the result to the workflow."""
+        stores the others'); None leaves storing the result to the workflow. `service` names
+        the worker in the reasons it gives (a denial's)."""
         self.stage = stage
+        self.service = service or f"the {stage.value} worker"
         self.handler = handler
         self.result_attribute = result_attribute
         self.settings = settings or get_settings()
         self.names = ResourceNames.from_settings(self.settings)
         self.counters: Counter[str] = Counter()
         self._setup = setup
+        self._setup_failures = dict(setup_failures or {})
+        self._shutdown = shutdown
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._log = get_logger(stage=stage.value)
@@ -107,14 +142,22 @@ class Worker:
         """Stop polling; `run` finishes in-flight work and returns."""
         self._stopping.set()
 
+    async def _set_up(self, ctx: WorkContext) -> None:
+        if self._setup is None:
+            return
+        try:
+            await self._setup(ctx)
+        except tuple(self._setup_failures) as exc:
+            what = next(w for kind, w in self._setup_failures.items() if isinstance(exc, kind))
+            raise CannotStart(what, str(exc)) from exc
+
     async def run(self) -> None:
         settings = self.settings
         threads = settings.worker_threads or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=self.stage.value) as pool:
             async with AwsClients(settings) as aws:
                 ctx = WorkContext(settings, aws, self.names, pool, self._log)
-                if self._setup is not None:
-                    await self._setup(ctx)
+                await self._set_up(ctx)
                 queue_name = self.names.queue(STAGE_QUEUES[self.stage])
                 queue_url = (await aws.sqs.get_queue_url(QueueName=queue_name))["QueueUrl"]
                 catalog = Catalog(aws, self.names)
@@ -133,6 +176,8 @@ class Worker:
                 finally:
                     await self._drain()
                     await self._deletions.close()
+                    if self._shutdown is not None:
+                        await self._shutdown(ctx)
         self._log.info(
             "worker stopped",
             **{k: v for k, v in sorted(self.counters.items())},
@@ -181,34 +226,33 @@ class Worker:
                 QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
             )
         except ClientError as exc:
-            self._log.warning("release failed", error=str(exc))
+            _log_client_error(self._log, exc, "release failed")
 
     async def _handle(
         self, ctx: WorkContext, catalog: Catalog, queue_url: str, message: dict[str, Any]
     ) -> None:
-        receipt = message["ReceiptHandle"]
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        last_try = receive_count >= self.settings.max_receive_count
-        log = self._log.bind(message_id=message.get("MessageId"), receive_count=receive_count)
+        delivery = _Delivery(
+            ctx,
+            queue_url,
+            message,
+            receive_count,
+            last_try=receive_count >= self.settings.max_receive_count,
+            log=self._log.bind(message_id=message.get("MessageId"), receive_count=receive_count),
+        )
         try:
             task = StageTask.model_validate_json(message.get("Body", ""))
             if task.stage != self.stage:
                 raise ValueError(f"a {task.stage.value} task on the {self.stage.value} queue")
         except (ValidationError, ValueError) as exc:
-            self.counters["malformed"] += 1
-            log.warning("malformed message", reason=_reason(exc))
-            if last_try:
-                await self._note_give_up(ctx, message, _reason(exc))
-            # Left for the dead-letter queue: it comes back after a short delay until the
-            # redrive policy moves it.
-            await self._release(ctx, queue_url, receipt, delay=min(2 * receive_count, 30))
+            await self._settle(Malformed(_reason(exc)), delivery, None)
             return
 
-        log = log.bind(image_id=task.image_id)
+        delivery.log = delivery.log.bind(image_id=task.image_id)
         with structlog.contextvars.bound_contextvars(
             image_id=task.image_id, stage=self.stage.value
         ):
-            await self._work(ctx, catalog, queue_url, receipt, task, last_try, log)
+            await self._work(catalog, delivery, task)
 
     async def _note_give_up(self, ctx: WorkContext, message: dict[str, Any], reason: str) -> None:
         """The dead letter this message becomes shows why and when (imgproc_shared.dead_letters):
@@ -222,97 +266,157 @@ class Worker:
         except ClientError as exc:
             self._log.warning("give-up note not written", error=str(exc))
 
-    async def _work(
-        self,
-        ctx: WorkContext,
-        catalog: Catalog,
-        queue_url: str,
-        receipt: str,
-        task: StageTask,
-        last_try: bool,
-        log: Any,
-    ) -> None:
+    async def _work(self, catalog: Catalog, delivery: _Delivery, task: StageTask) -> None:
+        """Run the handler while keeping the message and the task alive, then settle the
+        message by how the work ended."""
+        ctx = delivery.ctx
         token = TaskToken(ctx.aws.stepfunctions, task.task_token)
-        started_at, started = now_iso(), time.monotonic()
+        started_at = now_iso()
         note = _StartedNote(
             catalog, task.image_id, self.stage.value, started_at, self.settings.stage_started_note_s
         )
-
-        async def finished(
-            error: dict[str, str] | None, output: dict[str, Any] | None = None
-        ) -> bool:
-            """Record the stage's end (and its result, under `result_attribute`); False (and
-            the message left for the DLQ) if the image is unknown."""
-            await note.settle()
-            progress = _progress(started_at, started, error)
-            attribute = self.result_attribute
-            results = {attribute: output} if attribute and output is not None else None
-            if await catalog.record_stage(task.image_id, self.stage.value, progress, results):
-                return True
-            self.counters["unknown_image"] += 1
-            log.warning("malformed message", reason="unknown image id")
-            await self._release(ctx, queue_url, receipt, delay=2)
-            return False
-
-        log.info("task started")
+        delivery.log.info("task started")
         work: asyncio.Task[BaseModel] = asyncio.create_task(self._call_handler(task, ctx))
         keep_alive = asyncio.create_task(
-            self._keep_alive(ctx, queue_url, receipt, token, work, log)
+            self._keep_alive(ctx, delivery.queue_url, delivery.receipt, token, work, delivery.log)
         )
+        run = _Run(catalog, task, token, note, started_at, time.monotonic(), keep_alive)
+        outcome: Outcome
         try:
             try:
                 result = await asyncio.shield(work)
             finally:
                 keep_alive.cancel()
-            output = result.model_dump(mode="json")
-            if not await finished(None, output):
+            outcome = Answered(result.model_dump(mode="json"))
+        except (asyncio.CancelledError, Exception) as exc:
+            work.cancel()  # a stop cancels this task; the shielded work goes on unless told
+            outcome = _outcome_of(exc, keep_alive)
+        await self._settle(outcome, delivery, run)
+
+    async def _settle(self, outcome: Outcome, delivery: _Delivery, run: _Run | None) -> None:
+        """The one place a message is settled: record the stage's end, answer the task, and
+        delete the message or release it, as `outcome` requires."""
+        ctx, url, receipt, log = delivery.ctx, delivery.queue_url, delivery.receipt, delivery.log
+        if isinstance(outcome, Malformed):
+            self.counters["unknown_image" if outcome.unknown_image else "malformed"] += 1
+            log.warning("malformed message", reason=outcome.reason)
+            if outcome.unknown_image:
+                await self._release(ctx, url, receipt, delay=2)
                 return
-            if await token.succeed(output):
+            if delivery.last_try:
+                await self._note_give_up(ctx, delivery.message, outcome.reason)
+            # Left for the dead-letter queue: it comes back after a short delay until the
+            # redrive policy moves it.
+            await self._release(ctx, url, receipt, delay=min(2 * delivery.receive_count, 30))
+            return
+        assert run is not None, "every other outcome is of a parsed task"
+        await run.note.settle()
+
+        async def finished(
+            error: dict[str, str] | None, output: dict[str, Any] | None = None
+        ) -> bool:
+            """Record the stage's end (and its result, under `result_attribute`); False, the
+            message settled as malformed, when the image is unknown."""
+            if await self._record_end(run, error, output):
+                return True
+            await self._settle(Malformed("unknown image id", unknown_image=True), delivery, run)
+            return False
+
+        if isinstance(outcome, Answered):
+            try:
+                if not await finished(None, outcome.output):
+                    return
+                answered = await run.token.succeed(outcome.output)
+            except (asyncio.CancelledError, Exception) as exc:
+                # Recording or answering the result failed: settled as that failure.
+                await self._settle(_outcome_of(exc, run.keep_alive), delivery, run)
+                return
+            if answered:
                 self.counters["succeeded"] += 1
-                log.info("task succeeded", duration_ms=_ms(started))
+                log.info("task succeeded", duration_ms=_ms(run.started))
             else:
                 self.counters["stale_token"] += 1
-                log.info("task already over; result dropped", duration_ms=_ms(started))
-            await self._delete(ctx, queue_url, receipt)
-        except errors.TaskError as exc:
-            if not await finished({"code": exc.error, "message": exc.cause}):
+                log.info("task already over; result dropped", duration_ms=_ms(run.started))
+            await self._delete(ctx, url, receipt)
+        elif isinstance(outcome, Failed):
+            try:
+                if not await finished({"code": outcome.error, "message": outcome.cause}):
+                    return
+                answered = await run.token.fail(outcome.error, outcome.cause)
+            except ClientError as answer_error:
+                if (denial := errors.access_denial(answer_error)) is None:
+                    raise
+                await self._settle(Denied(denial), delivery, run)
                 return
-            answered = await token.fail(exc.error, exc.cause)
-            self.counters["rejected" if exc.error in errors.REJECTIONS else "failed"] += 1
-            log.info("task failed", error=exc.error, cause=exc.cause, answered=answered)
-            await self._delete(ctx, queue_url, receipt)
-        except asyncio.CancelledError:
-            work.cancel()
-            await note.settle()
-            if _stale(keep_alive):
-                self.counters["stale_token"] += 1
-                log.info("task already over; work abandoned")
-                await asyncio.shield(self._delete(ctx, queue_url, receipt))
-                return
-            # Draining past the stop timeout: hand the message to another worker now.
-            self.counters["released"] += 1
-            log.info("released on stop")
-            await asyncio.shield(self._release(ctx, queue_url, receipt, delay=0))
-            raise
-        except Exception as exc:
-            if _stale(keep_alive):
-                await note.settle()
-                self.counters["stale_token"] += 1
-                log.info("task already over; work abandoned")
-                await self._delete(ctx, queue_url, receipt)
-                return
-            cause = f"{type(exc).__name__}: {exc}"
+            self.counters["rejected" if outcome.error in errors.REJECTIONS else "failed"] += 1
+            log.info("task failed", error=outcome.error, cause=outcome.cause, answered=answered)
+            await self._delete(ctx, url, receipt)
+        elif isinstance(outcome, Denied):
+            await self._fail_denied(ctx, url, receipt, run.token, outcome.denial, finished, log)
+        elif isinstance(outcome, Stale):
+            self.counters["stale_token"] += 1
+            log.info("task already over; work abandoned")
+            await asyncio.shield(self._delete(ctx, url, receipt))
+        elif isinstance(outcome, Errored):
+            cause = f"{type(outcome.exc).__name__}: {outcome.exc}"
             if not await finished({"code": errors.STAGE_FAILED, "message": cause}):
                 return
             self.counters["errored"] += 1
-            log.error("task errored", cause=cause, last_try=last_try, exc_info=True)
-            if last_try:
+            log.error("task errored", cause=cause, last_try=delivery.last_try, exc_info=outcome.exc)
+            if delivery.last_try:
                 # No more tries: tell the workflow now; the message moves to the DLQ on its
                 # next receive, where an operator can replay it.
-                await token.fail(errors.STAGE_FAILED, cause)
-                await self._release(ctx, queue_url, receipt, delay=0)
+                await run.token.fail(errors.STAGE_FAILED, cause)
+                await self._release(ctx, url, receipt, delay=0)
             else:
-                await self._release(ctx, queue_url, receipt, delay=2)
+                await self._release(ctx, url, receipt, delay=2)
+        else:  # Stopped: draining ran past the stop timeout; another worker takes it now
+            self.counters["released"] += 1
+            log.info("released on stop")
+            await asyncio.shield(self._release(ctx, url, receipt, delay=0))
+            raise asyncio.CancelledError  # the stop goes on
+
+    async def _record_end(
+        self, run: _Run, error: dict[str, str] | None, output: dict[str, Any] | None
+    ) -> bool:
+        """The stage's end (and its result, under `result_attribute`) on the image; False
+        when the image is unknown."""
+        await run.note.settle()
+        progress = _progress(run.started_at, run.started, error)
+        attribute = self.result_attribute
+        results = {attribute: output} if attribute and output is not None else None
+        return await run.catalog.record_stage(
+            run.task.image_id, self.stage.value, progress, results
+        )
+
+    async def _fail_denied(
+        self,
+        ctx: WorkContext,
+        queue_url: str,
+        receipt: str,
+        token: TaskToken,
+        denial: errors.Denial,
+        finished: Callable[[dict[str, str] | None], Awaitable[bool]],
+        log: Any,
+    ) -> None:
+        """Fail the task with the denial now (retrying cannot grant a permission); if even
+        that is denied, leave the message away for a while rather than spin on it."""
+        cause = denial.cause(self.service)
+        self.counters["denied"] += 1
+        log.error("access denied", action=denial.action, resource=denial.resource, code=denial.code)
+        try:
+            if not await finished({"code": errors.ACCESS_DENIED, "message": cause}):
+                return
+        except ClientError as exc:  # the image still shows the reason, from the workflow
+            _log_client_error(log, exc, "stage progress not recorded")
+        try:
+            answered = await token.fail(errors.ACCESS_DENIED, cause)
+        except ClientError as exc:
+            _log_client_error(log, exc, "task not answered; the message comes back later")
+            await self._release(ctx, queue_url, receipt, delay=DENIED_RETRY_DELAY_S)
+            return
+        log.info("task failed", error=errors.ACCESS_DENIED, cause=cause, answered=answered)
+        await self._delete(ctx, queue_url, receipt)
 
     async def _call_handler(self, task: StageTask, ctx: WorkContext) -> BaseModel:
         raise_injected_fault(self.settings, self.stage)  # test-only switch; off by default
@@ -326,8 +430,9 @@ class Worker:
         token: TaskToken,
         work: asyncio.Task[Any],
         log: Any,
-    ) -> bool:
-        """Extend visibility and heartbeat until cancelled; True when the task turned stale."""
+    ) -> bool | errors.Denial:
+        """Extend visibility and heartbeat until cancelled; True when the task turned stale,
+        the denial when keeping it alive was denied (either way the work is cancelled)."""
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
@@ -341,18 +446,122 @@ class Worker:
                     work.cancel()
                     return True
             except ClientError as exc:
+                if (denial := errors.access_denial(exc)) is not None:
+                    work.cancel()
+                    return denial
                 log.warning("keep-alive failed", error=str(exc))
 
     async def _delete(self, ctx: WorkContext, queue_url: str, receipt: str) -> None:
         if self._deletions is not None:
             self._deletions.add(receipt)
             return
-        try:  # not running (a handler test calling in directly): one delete, as before batching
+        try:  # not running (a handler test calling in directly): nothing batches, delete now
             await ctx.aws.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
         except ClientError as exc:
             # The message returns after its visibility timeout; its token is already answered,
             # so the next delivery is dropped as stale.
             self._log.warning("delete failed", error=str(exc))
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The handler's result: recorded with the stage's end, the task answered with it, the
+    message deleted."""
+
+    output: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A named failure (a `TaskError`): recorded, the task failed with it, the message
+    deleted (the workflow decides whether to retry)."""
+
+    error: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class Errored:
+    """An unexpected exception: the message is released to be tried again; on its last try
+    the task is failed with the cause and the message left for the dead-letter queue."""
+
+    exc: BaseException
+
+
+@dataclass(frozen=True)
+class Denied:
+    """A permission is missing: the task fails at once, since no retry can grant it."""
+
+    denial: errors.Denial
+
+
+@dataclass(frozen=True)
+class Stale:
+    """The task is already over (answered, timed out, its execution ended): the work is
+    dropped and the message deleted."""
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Not a task this worker can do (not JSON, wrong schema or stage, unknown image): left
+    for the dead-letter queue while the worker goes on serving others."""
+
+    reason: str
+    unknown_image: bool = False
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Still working when the worker's stop timeout ran out: handed to another worker now."""
+
+
+Outcome = Answered | Failed | Errored | Denied | Stale | Malformed | Stopped
+
+
+def _outcome_of(exc: BaseException, keep_alive: asyncio.Task[bool | errors.Denial]) -> Outcome:
+    """What an exception from a task's work, or from recording and answering it, means."""
+    if isinstance(exc, asyncio.CancelledError):
+        # The keep-alive cancels the work when the task turned stale or keeping it alive was
+        # denied; anything else that cancels is the worker's stop.
+        if (denial := _denied(keep_alive)) is not None:
+            return Denied(denial)
+        return Stale() if _stale(keep_alive) else Stopped()
+    if isinstance(exc, errors.TaskError):
+        return Failed(exc.error, exc.cause)
+    if _stale(keep_alive):
+        return Stale()
+    if (denial := errors.access_denial(exc)) is not None:
+        return Denied(denial)
+    return Errored(exc)
+
+
+@dataclass
+class _Delivery:
+    """One received message: where it came from, and how often it was received."""
+
+    ctx: WorkContext
+    queue_url: str
+    message: dict[str, Any]
+    receive_count: int
+    last_try: bool
+    log: Any
+
+    @property
+    def receipt(self) -> str:
+        return str(self.message["ReceiptHandle"])
+
+
+@dataclass
+class _Run:
+    """A task being worked on: what settling it records and answers."""
+
+    catalog: Catalog
+    task: StageTask
+    token: TaskToken
+    note: _StartedNote
+    started_at: str
+    started: float  # monotonic
+    keep_alive: asyncio.Task[bool | errors.Denial]
 
 
 class _StartedNote:
@@ -439,8 +648,29 @@ class _Deletions:
                 task.cancel()
 
 
-def _stale(keep_alive: asyncio.Task[bool]) -> bool:
+def _stale(keep_alive: asyncio.Task[bool | errors.Denial]) -> bool:
     return keep_alive.done() and not keep_alive.cancelled() and keep_alive.result() is True
+
+
+def _denied(keep_alive: asyncio.Task[bool | errors.Denial]) -> errors.Denial | None:
+    if keep_alive.done() and not keep_alive.cancelled():
+        result = keep_alive.result()
+        return result if isinstance(result, errors.Denial) else None
+    return None
+
+
+def _log_client_error(log: Any, exc: ClientError, event: str) -> None:
+    """A denial as an error naming the action and resource; any other failure as a warning."""
+    if (denial := errors.access_denial(exc)) is not None:
+        log.error(
+            event,
+            error=errors.ACCESS_DENIED,
+            action=denial.action,
+            resource=denial.resource,
+            code=denial.code,
+        )
+    else:
+        log.warning(event, error=str(exc))
 
 
 def _ms(started: float) -> int:
@@ -471,19 +701,49 @@ def run_worker(
     stage: Stage,
     handler: Handler,
     *,
-    setup: Callable[[WorkContext], Awaitable[None]] | None = None,
+    setup: Hook | None = None,
+    setup_failures: Mapping[type[Exception], str] | None = None,
+    shutdown: Hook | None = None,
     result_attribute: str | None = None,
 ) -> None:
-    """Entry point of a worker process: logs, signals, run until SIGTERM/SIGINT
-    (`result_attribute`: see `Worker`)."""
+    """Entry point of a worker process: logs, signals, run until SIGTERM/SIGINT (the hooks
+    and `result_attribute`: see `Worker`). A worker that cannot start (a `setup_failures`
+    error, or a denial while finding its queue) logs one error line and exits with
+    `EXIT_UNRECOVERABLE`, so its supervisor does not restart it into the same error."""
     settings = get_settings()
     configure_logging(service, settings.log_level)
 
     async def main() -> None:
-        worker = Worker(stage, handler, settings, setup=setup, result_attribute=result_attribute)
+        worker = Worker(
+            stage,
+            handler,
+            settings,
+            setup=setup,
+            setup_failures=setup_failures,
+            shutdown=shutdown,
+            result_attribute=result_attribute,
+            service=service,
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
-    asyncio.run(main())
+    log = get_logger(stage=stage.value)
+    try:
+        asyncio.run(main())
+    except CannotStart as exc:
+        log.error(f"{service} cannot start: {exc.what}", cause=exc.cause)
+        sys.exit(errors.EXIT_UNRECOVERABLE)
+    except ClientError as exc:
+        if (denial := errors.access_denial(exc)) is None:
+            raise
+        # Denied while starting (finding its queue, say): restarting cannot grant it.
+        log.error(
+            "access denied; the worker cannot start",
+            error=errors.ACCESS_DENIED,
+            action=denial.action,
+            resource=denial.resource,
+            code=denial.code,
+        )
+        sys.exit(errors.EXIT_UNRECOVERABLE)

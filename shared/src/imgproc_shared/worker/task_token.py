@@ -7,13 +7,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from imgproc_shared.errors import error_code
+
 # Step Functions refuses a token whose task is over (answered, timed out, execution ended).
 STALE_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 _MAX_CAUSE = 32_000  # Step Functions' limit is 32,768 characters
 
 
 def is_stale_token(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in STALE_TOKEN_ERRORS
+    return error_code(exc) in STALE_TOKEN_ERRORS
 
 
 class TaskToken:

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from imgproc_status_api.api.routes import (
     albums,
     auth,
+    auth_config,
     dead_letters,
     duplicates,
     events,
@@ -22,6 +23,7 @@ from imgproc_status_api.api.routes import (
 api_router = APIRouter()
 for module in (
     auth,
+    auth_config,
     albums,
     uploads,
     images,

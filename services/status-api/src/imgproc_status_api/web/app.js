@@ -3,7 +3,17 @@
 // Every string that comes from a user or a file (album names, file names, EXIF text, errors) is
 // put into the page as text (textContent / attributes), never parsed as HTML.
 
-import { ApiError, api, followAlbum, session, signOut, uploadToS3 } from "./api.js";
+import {
+  ApiError,
+  api,
+  followAlbum,
+  loadAuthConfig,
+  session,
+  signInWithCognito,
+  signOut,
+  uploadToS3,
+} from "./api.js";
+import { CognitoError } from "./cognito_srp.js";
 import { showOperators } from "./operators.js";
 import { placeholderDataUrl } from "./thumbhash.js";
 
@@ -85,6 +95,12 @@ const FIELD_RULES = {
 
 /** A failure in plain words: what happened, and what to do when there is something to do. */
 function plainError(error) {
+  if (error instanceof CognitoError) {
+    // Cognito's own words ("Incorrect username or password."), or ours for a lost connection.
+    return error.status === 0
+      ? "The sign-in service could not be reached. Check the connection and try again."
+      : sentence(error.message);
+  }
   if (!(error instanceof ApiError)) {
     return error?.message ? `Something went wrong (${error.message}).` : "Something went wrong.";
   }
@@ -1313,8 +1329,17 @@ async function runSearch(reset) {
   $("search-more").disabled = true;
   showBrowsePane();
   let page;
+  const items = [];
   try {
-    page = await api("GET", `/api/images?${filters}`);
+    // One request reads at most a page beyond what it returns, so a narrow search can answer
+    // a short page with a cursor: follow it until the page is full or the cursor ends.
+    for (;;) {
+      page = await api("GET", `/api/images?${filters}`);
+      if (run !== search.runs) return;
+      items.push(...page.items);
+      if (!page.next_cursor || items.length >= Number(SEARCH_PAGE)) break;
+      filters.set("cursor", page.next_cursor);
+    }
   } catch (error) {
     if (run === search.runs) {
       $("search-summary").textContent = "";
@@ -1328,7 +1353,7 @@ async function runSearch(reset) {
     search.images = new Map();
     search.order = [];
   }
-  for (const image of page.items) {
+  for (const image of items) {
     if (!search.images.has(image.image_id)) search.order.push(image.image_id);
     search.images.set(image.image_id, image);
   }
@@ -1704,6 +1729,12 @@ async function route() {
   $("app-view").hidden = false;
   $("who").hidden = false;
   $("who-name").textContent = state.user.name;
+  // The Operations page is for operators only (the API refuses the rest anyway).
+  $("operators-link").hidden = !state.user.operator;
+  if (location.hash === "#/operators" && !state.user.operator) {
+    location.hash = "#/";
+    return;
+  }
   const operators = location.hash === "#/operators";
   const duplicatesView = location.hash === "#/duplicates";
   if (duplicatesView) $("duplicates-link").setAttribute("aria-current", "page");
@@ -1726,13 +1757,55 @@ async function route() {
   showBrowsePane();
 }
 
+/** The sign-in form for how this server signs in: a username alone on one machine; with
+ * Cognito a username or e-mail and a password, verified by SRP against the user pool. */
+function showSignInMode() {
+  const cognito = session.cognito;
+  const username = $("username");
+  if (cognito) {
+    username.removeAttribute("pattern");
+    username.removeAttribute("title");
+    username.maxLength = 128;
+  }
+  $("password-field").hidden = !cognito;
+  $("password").disabled = !cognito;
+}
+
+function showNewPassword(shown) {
+  $("new-password-field").hidden = !shown;
+  $("new-password").disabled = !shown;
+  $("new-password").required = shown;
+}
+
+/** Cognito asks for a new password after a temporary one: take it from the form, or show the
+ * field and ask the user to sign in again with it filled in. */
+function askNewPassword() {
+  const value = $("new-password").value;
+  if (value) return value;
+  showNewPassword(true);
+  $("new-password").focus();
+  throw new CognitoError(
+    400,
+    "new_password_required",
+    "your password is temporary: choose a new password and sign in again",
+  );
+}
+
 function wire() {
   $("sign-in-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("sign-in-error").textContent = "";
     try {
-      const token = await api("POST", "/api/auth/sign-in", { username: $("username").value.trim() });
-      session.token = token.access_token;
+      const username = $("username").value.trim();
+      if (session.cognito) {
+        await signInWithCognito(username, $("password").value, askNewPassword);
+        $("password").value = "";
+        $("new-password").value = "";
+        showNewPassword(false);
+      } else {
+        const token = await api("POST", "/api/auth/sign-in", { username });
+        session.token = token.access_token;
+      }
       state.user = null;
       await route();
     } catch (error) {
@@ -1854,5 +1927,15 @@ function wire() {
   window.addEventListener("hashchange", () => route().catch(showGalleryError));
 }
 
-wire();
-route().catch(showGalleryError);
+async function start() {
+  wire();
+  try {
+    await loadAuthConfig();
+  } catch (error) {
+    $("sign-in-error").textContent = `Signing in is not possible now. ${plainError(error)}`;
+  }
+  showSignInMode();
+  await route();
+}
+
+start().catch(showGalleryError);

@@ -26,7 +26,11 @@ async def sign_in(body: SignIn, state: State) -> TokenOut:
     return TokenOut(
         access_token=verifier.issue(body.username),
         expires_in=verifier.ttl_s,
-        user=UserOut(id=body.username, name=body.username),
+        user=UserOut(
+            id=body.username,
+            name=body.username,
+            operator=state.api_settings.is_operator(body.username),
+        ),
     )
 
 
@@ -44,6 +48,8 @@ async def sign_out(user: CurrentUser, state: State) -> Response:
 
 
 @router.get("/me", responses={401: ERROR_RESPONSES[401]})
-async def me(user: CurrentUser) -> UserOut:
-    """The signed-in user."""
-    return UserOut(id=user.id, name=user.name)
+async def me(user: CurrentUser, state: State) -> UserOut:
+    """The signed-in user, and whether they are an operator."""
+    return UserOut(
+        id=user.id, name=user.name, operator=state.api_settings.is_operator(user.id, user.groups)
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from imgproc_shared.duplicates import duplicate_groups
 from imgproc_status_api.api.deps import CurrentUser, State
 from imgproc_status_api.errors import ERROR_RESPONSES
-from imgproc_status_api.schemas import DuplicateGroupOut, DuplicatesOut, ImageOut
+from imgproc_status_api.schemas import DuplicateGroupOut, DuplicatesOut
 
 router = APIRouter(prefix="/api", tags=["duplicates"], responses=ERROR_RESPONSES)
 
@@ -34,18 +34,10 @@ async def list_duplicates(
     max_distance = state.settings.near_duplicate_distance if distance is None else distance
     groups = await duplicate_groups(state.catalog, user.id, max_distance)
     wanted = list(dict.fromkeys(i for group in groups for i in group.image_ids))
-    records = {
-        str(r["image_id"]): r
-        for r in await state.catalog.get_images(wanted)
-        if r.get("owner") == user.id
-    }
+    records = {r.image_id: r for r in await state.catalog.get_images(wanted) if r.owner == user.id}
     out: list[DuplicateGroupOut] = []
     for group in groups:
-        images = [
-            ImageOut.model_validate(await state.view(records[i]))
-            for i in group.image_ids
-            if i in records
-        ]
+        images = [await state.view(records[i]) for i in group.image_ids if i in records]
         if len(images) > 1:  # a member deleted meanwhile may leave a group of one
             out.append(DuplicateGroupOut(kind=group.kind, distance=group.distance, images=images))
     return DuplicatesOut(groups=out)

@@ -50,7 +50,7 @@ async def album_events(album: OwnedAlbum, state: State) -> StreamingResponse:
     hub = state.events
 
     async def stream() -> AsyncIterator[str]:
-        async with hub.subscribe(album["album_id"]) as queue:
+        async with hub.subscribe(album.album_id) as queue:
             yield "retry: 2000\nevent: ready\ndata: {}\n\n"
             while True:
                 try:

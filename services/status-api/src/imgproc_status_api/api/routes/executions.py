@@ -8,6 +8,8 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from fastapi import APIRouter
 
+from imgproc_shared.aws import as_dict
+from imgproc_shared.errors import error_code
 from imgproc_status_api.api.deps import OwnedImage, State
 from imgproc_status_api.errors import ERROR_RESPONSES, not_found
 from imgproc_status_api.schemas import ExecutionOut, ExecutionStateOut
@@ -126,9 +128,9 @@ def summarize_history(
 @router.get("/images/{image_id}/execution")
 async def get_execution(record: OwnedImage, state: State) -> ExecutionOut:
     """The image's execution (DescribeExecution) and its states (GetExecutionHistory)."""
-    arn = record.get("execution_arn")
+    arn = record.execution_arn
     if not arn:
-        raise not_found("execution", str(record["image_id"]))
+        raise not_found("execution", str(record.image_id))
     sfn = state.aws.stepfunctions
     try:
         described = await sfn.describe_execution(executionArn=arn)
@@ -136,13 +138,13 @@ async def get_execution(record: OwnedImage, state: State) -> ExecutionOut:
         kwargs: dict[str, Any] = {}
         while True:
             page = await sfn.get_execution_history(executionArn=arn, maxResults=1000, **kwargs)
-            events.extend(page.get("events", []))
+            events.extend(as_dict(event) for event in page.get("events", []))
             if not page.get("nextToken"):
                 break
             kwargs["nextToken"] = page["nextToken"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
-            raise not_found("execution", str(record["image_id"])) from exc
+        if error_code(exc) == "ExecutionDoesNotExist":
+            raise not_found("execution", str(record.image_id)) from exc
         raise
     status = str(described.get("status", "UNKNOWN"))
     return ExecutionOut(

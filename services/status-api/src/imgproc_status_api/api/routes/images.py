@@ -7,12 +7,13 @@ import base64
 import binascii
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, Query, Response
 
+from imgproc_shared.errors import access_denial
 from imgproc_shared.models import is_valid_id
 from imgproc_status_api.api.deps import OwnedAlbum, OwnedImage, State
 from imgproc_status_api.errors import ERROR_RESPONSES, ApiError, ErrorBody
@@ -51,9 +52,9 @@ async def list_images(
     """An album's images, newest upload first; pass `next_cursor` back for the next page."""
     after = decode_cursor(cursor) if cursor else None
     records, position = await state.catalog.list_album_images(
-        album["album_id"], limit=limit, after=after
+        album.album_id, limit=limit, after=after
     )
-    items = [ImageOut.model_validate(await state.view(r)) for r in records]
+    items = [await state.view(r) for r in records]
     return ImagePage(items=items, next_cursor=encode_cursor(position) if position else None)
 
 
@@ -61,7 +62,7 @@ async def list_images(
 async def get_image(record: OwnedImage, state: State) -> ImageOut:
     """One image: status, stage progress and timings, error, metadata, labels, renditions
     (with URLs that serve them), placeholder and execution ARN."""
-    return ImageOut.model_validate(await state.view(record))
+    return await state.view(record)
 
 
 # Seconds a download link works: long enough to start the download, short enough that a link
@@ -84,30 +85,32 @@ async def original(record: OwnedImage, state: State) -> OriginalOut:
     """A link that downloads the original file as uploaded (`Content-Disposition: attachment`
     with its file name), valid for a few minutes. An answer, not a redirect: the browser's
     navigation to it carries no bearer token."""
-    stored: dict[str, Any] = record
-    if record.get("status") == "DUPLICATE" and isinstance(record.get("duplicate_of"), str):
+    stored = record
+    if record.status == "DUPLICATE" and isinstance(record.duplicate_of, str):
         # A duplicate's object is deleted: the original it duplicates holds the same bytes.
-        first = await state.catalog.get_image(record["duplicate_of"])
-        if first is not None and first.get("owner") == record.get("owner"):
+        first = await state.catalog.get_image(record.duplicate_of)
+        if first is not None and first.owner == record.owner:
             stored = first
-    bucket = stored.get("bucket") or state.names.bucket
-    key = stored.get("key")
+    bucket = stored.bucket or state.names.bucket
+    key = stored.key
     try:
         if not isinstance(key, str):
             raise ApiError(409, "original_missing", "the original file is not stored")
         await state.aws.s3.head_object(Bucket=bucket, Key=key)
     except (ClientError, ApiError) as exc:
-        if record.get("status") == "UPLOADING":
+        if isinstance(exc, ClientError) and access_denial(exc):
+            raise  # a missing permission, not a missing file
+        if record.status == "UPLOADING":
             raise ApiError(409, "not_uploaded", "the photo has not finished uploading") from exc
         raise ApiError(409, "original_missing", "the original file is no longer stored") from exc
-    file_name = str(record.get("file_name") or f"{record['image_id']}")
+    file_name = record.file_name or record.image_id
     params: dict[str, str] = {
         "Bucket": bucket,
         "Key": key,
         "ResponseContentDisposition": attachment(file_name),
     }
-    if isinstance(record.get("content_type"), str):
-        params["ResponseContentType"] = record["content_type"]
+    if isinstance(record.content_type, str):
+        params["ResponseContentType"] = record.content_type
     url: str = await state.aws.s3.generate_presigned_url(
         "get_object", Params=params, ExpiresIn=ORIGINAL_URL_TTL_S
     )

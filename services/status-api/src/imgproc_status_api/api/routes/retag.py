@@ -26,7 +26,7 @@ from imgproc_shared.retag import (
     RetagScope,
     new_request_id,
 )
-from imgproc_status_api.api.deps import CurrentOperator, State
+from imgproc_status_api.api.deps import CurrentOperator, OperatorAws, State
 from imgproc_status_api.errors import OPERATOR_RESPONSES, not_found
 from imgproc_status_api.schemas import RequestBody
 
@@ -79,15 +79,15 @@ class RetagProgressOut(BaseModel):
 
 
 @router.post("", status_code=202)
-async def retag(body: RetagIn, _: CurrentOperator, state: State) -> RetagOut:
+async def retag(body: RetagIn, _: CurrentOperator, aws: OperatorAws, state: State) -> RetagOut:
     """Re-run the tag stage of an album's (or every) PROCESSED image; only `tags` change."""
     if body.album_id is not None:
         album = await state.catalog.get_album(body.album_id)
-        if album is None or (body.user is not None and album.get("owner") != body.user):
+        if album is None or (body.user is not None and album.owner != body.user):
             raise not_found("album", body.album_id)
     scope = RetagScope(album_id=body.album_id, owner=body.user)
     request_id = body.request_id or new_request_id()
-    retagger = Retagger(state.aws, state.settings)
+    retagger = Retagger(aws, state.settings)
     plan = await retagger.plan(scope, request_id)
     running = _starting.get(request_id)
     if not body.dry_run and plan.to_start and (running is None or running.done()):
@@ -125,10 +125,11 @@ def _finished(request_id: str, task: asyncio.Task[None]) -> None:
 async def retag_progress(
     request_id: Annotated[str, Query(pattern=REQUEST_ID_PATTERN)],
     _: CurrentOperator,
+    aws: OperatorAws,
     state: State,
 ) -> RetagProgressOut:
     """How a re-tag request's executions are doing: running, re-tagged, skipped, failed."""
-    progress = await Retagger(state.aws, state.settings).progress(request_id)
+    progress = await Retagger(aws, state.settings).progress(request_id)
     running = _starting.get(request_id)
     return RetagProgressOut(
         **progress.as_dict(), starting=running is not None and not running.done()

@@ -13,8 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from imgproc_shared.aws import AwsClients
 from imgproc_shared.dead_letters import DeadLetters
-from imgproc_status_api.api.deps import CurrentOperator, ImageId, OwnedImage, State
+from imgproc_status_api.api.deps import CurrentOperator, ImageId, OperatorAws, OwnedImage, State
 from imgproc_status_api.errors import (
     ERROR_RESPONSES,
     OPERATOR_RESPONSES,
@@ -35,8 +36,10 @@ operator_router = APIRouter(
 )
 
 
-async def _retry(state: State, image_id: str) -> ImageOut:
-    outcome = await DeadLetters(state.aws, state.settings).rerun(image_id)
+async def _retry(aws: AwsClients, state: State, image_id: str) -> ImageOut:
+    """The re-run signed by `aws`: the API's own identity for an owner's retry, the operations
+    role's for an operator's retry of anyone's image."""
+    outcome = await DeadLetters(aws, state.settings).rerun(image_id)
     if outcome == "unknown image":
         raise not_found("image", image_id)
     if outcome.startswith("could not start"):
@@ -46,7 +49,7 @@ async def _retry(state: State, image_id: str) -> ImageOut:
     record = await state.catalog.get_image(image_id)
     if record is None:  # deleted in the meantime
         raise not_found("image", image_id)
-    return ImageOut.model_validate(await state.view(record))
+    return await state.view(record)
 
 
 @router.post(
@@ -54,12 +57,14 @@ async def _retry(state: State, image_id: str) -> ImageOut:
 )
 async def retry_image(record: OwnedImage, state: State) -> ImageOut:
     """Run a FAILED image through the workflow again (a new execution); 409 if not FAILED."""
-    return await _retry(state, str(record["image_id"]))
+    return await _retry(state.aws, state, str(record.image_id))
 
 
 @operator_router.post(
     "/images/{image_id}/retry", status_code=status.HTTP_202_ACCEPTED, responses=_RETRY_RESPONSES
 )
-async def retry_any_image(image_id: ImageId, _: CurrentOperator, state: State) -> ImageOut:
+async def retry_any_image(
+    image_id: ImageId, _: CurrentOperator, aws: OperatorAws, state: State
+) -> ImageOut:
     """An operator's retry of any user's FAILED image; 409 if not FAILED."""
-    return await _retry(state, image_id)
+    return await _retry(aws, state, image_id)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import Field
 
 from imgproc_shared.models import IMAGE_ID_PATTERN
 from imgproc_shared.search import (
@@ -22,7 +23,7 @@ from imgproc_shared.search import (
 )
 from imgproc_status_api.api.deps import CurrentUser, State
 from imgproc_status_api.errors import ERROR_RESPONSES, ApiError
-from imgproc_status_api.schemas import ImageOut, ImagePage, LabelCount, LabelFacets
+from imgproc_status_api.schemas import ImagePage, LabelCount, LabelFacets
 
 
 class _ParametersAnswer400(APIRoute):
@@ -122,30 +123,42 @@ async def search_filters(
 Filters = Annotated[SearchFilter, Depends(search_filters)]
 
 
+class SearchResults(ImagePage):
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass back as `cursor` for the images after these; null when there are "
+        "none. One request reads at most one page of index entries beyond the images it "
+        "returns, so a search whose filters reject most entries can answer fewer than `limit` "
+        "images, even none, with a cursor: keep following it until the page is full or the "
+        "cursor is null.",
+    )
+
+
 @router.get("/images")
 async def search_images(
     user: CurrentUser,
     state: State,
     flt: Filters,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor`")] = None,
-) -> ImagePage:
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="the previous answer's `next_cursor`")
+    ] = None,
+) -> SearchResults:
     """The caller's images across albums that pass every given filter, newest capture first
-    (`taken_at`, else the upload time); pass `next_cursor` back for the next page."""
+    (`taken_at`, else the upload time); pass `next_cursor` back for the next page. A page may
+    hold fewer than `limit` images while `next_cursor` is set (see `next_cursor`)."""
     try:
         after = decode_cursor(cursor) if cursor else None
     except InvalidFilter as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
     page = await SearchIndex(state.aws, state.names).search(user.id, flt, limit=limit, after=after)
     records = await state.catalog.get_images([entry.image_id for entry in page.entries])
-    by_id = {str(r["image_id"]): r for r in records if r.get("owner") == user.id}
+    by_id = {r.image_id: r for r in records if r.owner == user.id}
     items = [
-        ImageOut.model_validate(await state.view(by_id[entry.image_id]))
-        for entry in page.entries
-        if entry.image_id in by_id
+        await state.view(by_id[entry.image_id]) for entry in page.entries if entry.image_id in by_id
     ]
     next_cursor = encode_cursor(page.next_after) if page.next_after else None
-    return ImagePage(items=items, next_cursor=next_cursor)
+    return SearchResults(items=items, next_cursor=next_cursor)
 
 
 @router.get("/labels")

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, File, UploadFile
 
+from imgproc_shared.errors import access_denial
 from imgproc_shared.models import clean_file_name
 from imgproc_shared.resources import incoming_key
 from imgproc_status_api.api.deps import CurrentUser, OwnedAlbum, State
@@ -62,11 +63,11 @@ async def request_upload(
         raise ApiError(413, "too_large", f"the upload limit is {limit} bytes")
     image_id = uuid.uuid4().hex
     key = incoming_key(
-        user.id, album["album_id"], image_id, extension_for(body.file_name, body.content_type)
+        user.id, album.album_id, image_id, extension_for(body.file_name, body.content_type)
     )
     bucket = state.names.bucket
     ttl = state.api_settings.upload_url_ttl_s
-    # S3 enforces these conditions (the embedded endpoint too: imgproc_cli.s3_post_policy).
+    # S3 enforces these conditions (the embedded endpoint too: imgproc_local.s3_post_policy).
     post: dict[str, Any] = await state.aws.s3.generate_presigned_post(
         Bucket=bucket,
         Key=key,
@@ -80,7 +81,7 @@ async def request_upload(
     record = await state.catalog.record_upload(
         image_id=image_id,
         owner=user.id,
-        album_id=album["album_id"],
+        album_id=album.album_id,
         bucket=bucket,
         key=key,
         file_name=body.file_name,
@@ -94,7 +95,7 @@ async def request_upload(
         upload=PresignedPost(url=post["url"], fields=post["fields"]),
         expires_in=ttl,
         max_bytes=limit,
-        image=ImageOut.model_validate(await state.view(record)),
+        image=await state.view(record),
     )
 
 
@@ -144,12 +145,12 @@ async def upload_image(
         raise ApiError(422, "empty_file", "the file is empty")
     file_name = clean_file_name(file.filename)
     image_id = uuid.uuid4().hex
-    key = incoming_key(user.id, album["album_id"], image_id, extension_for(file_name, content_type))
+    key = incoming_key(user.id, album.album_id, image_id, extension_for(file_name, content_type))
     bucket = state.names.bucket
     record = await state.catalog.record_upload(
         image_id=image_id,
         owner=user.id,
-        album_id=album["album_id"],
+        album_id=album.album_id,
         bucket=bucket,
         key=key,
         file_name=file_name,
@@ -168,6 +169,8 @@ async def upload_image(
         )
     except ClientError as exc:
         await state.catalog.delete_image(image_id)
-        state.events.image_deleted(album["album_id"], image_id)
+        state.events.image_deleted(album.album_id, image_id)
+        if access_denial(exc):
+            raise  # a missing permission: answered naming it
         raise ApiError(502, "storage_unavailable", "the photo could not be stored") from exc
-    return ImageOut.model_validate(await state.view(record))
+    return await state.view(record)
