@@ -15,6 +15,7 @@ import io
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,11 +53,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def small_jpeg(exif: Image.Exif | None = None) -> bytes:
-    """A valid 64×48 JPEG, optionally with EXIF."""
+def small_jpeg(exif: Image.Exif | None = None, *, unique: bool = False) -> bytes:
+    """A valid 64×48 JPEG, optionally with EXIF; `unique` bytes (a random comment) where the
+    same owner's second copy would be recorded as an exact duplicate and start nothing."""
     buffer = io.BytesIO()
     image = Image.linear_gradient("L").resize((64, 48)).convert("RGB")
-    image.save(buffer, "JPEG", quality=80, **({"exif": exif} if exif is not None else {}))
+    options: dict[str, Any] = {"exif": exif} if exif is not None else {}
+    if unique:
+        options["comment"] = uuid.uuid4().hex.encode()
+    image.save(buffer, "JPEG", quality=80, **options)
     return buffer.getvalue()
 
 
@@ -102,7 +107,7 @@ class ThreadedApi:
         user.album_id = album.json()["album_id"]
         image = self.client.post(
             f"/api/albums/{user.album_id}/images",
-            files={"file": ("seed.jpg", small_jpeg(), "image/jpeg")},
+            files={"file": ("seed.jpg", small_jpeg(unique=True), "image/jpeg")},
             headers=user.headers,
         )
         assert image.status_code == 201, image.text
