@@ -1,4 +1,4 @@
-"""End to end, as a user with a library (issue 15): `imgproc import` of a folder, interrupted
+"""End to end, as a user with a library: `imgproc import` of a folder, interrupted
 with Ctrl-C half way and run again; objects put straight into the bucket with plain boto3; and
 `imgproc import s3://...` of a bucket that already holds photos.
 

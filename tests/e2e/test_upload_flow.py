@@ -1,8 +1,8 @@
 """End to end, as a user: `imgproc up` running, `imgproc upload --wait --json` in another process.
 
-Covers issue 2's acceptance: a JPEG with EXIF and GPS comes back PROCESSED with metadata, labels
-and a thumbnail that can be fetched; everything that is not a supported image is REJECTED with a
-reason a person can read. And issue 4's: every supported file of the corpus (its orientation,
+A JPEG with EXIF and GPS comes back PROCESSED with metadata, labels and a thumbnail that can be
+fetched; everything that is not a supported image is REJECTED with a reason a person can read.
+Every supported file of the corpus (its orientation,
 format and EXIF sets) comes through the whole workflow with both renditions upright, in the
 colours a browser shows, never upscaled, without metadata, and with a placeholder that decodes.
 """

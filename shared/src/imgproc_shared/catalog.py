@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from imgproc_shared.aws import AwsClients
+from imgproc_shared.errors import error_code
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.records import DELETED, STAGE_ORDER, AlbumRecord, ImageRecord, StageProgress
 from imgproc_shared.resources import (
@@ -89,7 +90,7 @@ def _with_name(arguments: dict[str, Any], placeholder: str, name: str) -> dict[s
 
 
 def is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
 
 
 class Catalog:
@@ -350,7 +351,7 @@ class Catalog:
                 ]
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if error_code(exc) == "TransactionCanceledException":
                 raise AlbumNameTaken(name) from exc
             raise
         return album
