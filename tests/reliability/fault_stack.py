@@ -27,6 +27,7 @@ from PIL import Image
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import ImageStatus
+from imgproc_shared.queues import Depth, queue_depth
 from imgproc_shared.resources import Queue, ResourceNames, incoming_key
 from imgproc_shared.settings import Settings
 
@@ -162,17 +163,6 @@ async def executions_per_image(settings: Settings) -> Counter[str]:
             kwargs["nextToken"] = page["nextToken"]
 
 
-@dataclass(frozen=True)
-class Depth:
-    visible: int
-    in_flight: int
-    delayed: int
-
-    @property
-    def total(self) -> int:
-        return self.visible + self.in_flight + self.delayed
-
-
 async def queue_depths(settings: Settings) -> dict[str, Depth]:
     """Every queue and dead-letter queue of the stack, by name (`extract`, `extract-dlq`, ...)."""
     names = ResourceNames.from_settings(settings)
@@ -184,21 +174,7 @@ async def queue_depths(settings: Settings) -> dict[str, Depth]:
                 (f"{queue.value}-dlq", names.dead_letter_queue(queue)),
             ):
                 url = (await aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
-                attributes = (
-                    await aws.sqs.get_queue_attributes(
-                        QueueUrl=url,
-                        AttributeNames=[
-                            "ApproximateNumberOfMessages",
-                            "ApproximateNumberOfMessagesNotVisible",
-                            "ApproximateNumberOfMessagesDelayed",
-                        ],
-                    )
-                )["Attributes"]
-                depths[label] = Depth(
-                    int(attributes["ApproximateNumberOfMessages"]),
-                    int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-                    int(attributes["ApproximateNumberOfMessagesDelayed"]),
-                )
+                depths[label] = await queue_depth(aws.sqs, url)
     return depths
 
 
@@ -206,7 +182,7 @@ async def wait_queues_empty(settings: Settings, timeout: float) -> dict[str, Dep
     deadline = time.monotonic() + timeout
     while True:
         depths = await queue_depths(settings)
-        busy = {name: depth for name, depth in depths.items() if depth.total}
+        busy = {name: depth for name, depth in depths.items() if depth.held + depth.delayed}
         if not busy:
             return depths
         if time.monotonic() >= deadline:

@@ -74,11 +74,14 @@ class AwsClients:
                     service,  # type: ignore[call-overload]
                     endpoint_url=self.settings.endpoint_url,
                     config=client_config(self.settings),
-                    **_credentials(self.settings),
+                    **self._static_credentials(),
                 )
             )
             note_request(self._clients[service])  # so a denial names what it was about
         return self._clients[service]
+
+    def _static_credentials(self) -> dict[str, str]:
+        return _credentials(self.settings)
 
     async def __aenter__(self) -> AwsClients:
         for service in self._SERVICES:

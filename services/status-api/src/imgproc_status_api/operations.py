@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession, get_session
 
-from imgproc_shared.aws import AwsClients, client_config
-from imgproc_shared.errors import note_request
+from imgproc_shared.aws import AwsClients
 from imgproc_shared.logging import get_logger
 from imgproc_shared.settings import Settings
 
@@ -36,17 +34,8 @@ class AssumedRoleClients(AwsClients):
     """AwsClients signing with a session's own (refreshable) credentials: no static key is
     passed, not even on the embedded endpoint."""
 
-    async def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = await self._stack.enter_async_context(
-                self._session.create_client(
-                    service,  # type: ignore[call-overload]
-                    endpoint_url=self.settings.endpoint_url,
-                    config=client_config(self.settings),
-                )
-            )
-            note_request(self._clients[service])
-        return self._clients[service]
+    def _static_credentials(self) -> dict[str, str]:
+        return {}
 
 
 def operations_session(api_aws: AwsClients, role_arn: str) -> AioSession:
