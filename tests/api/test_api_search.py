@@ -9,6 +9,7 @@ running in its lifespan, consumes them from its queue.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -385,6 +386,84 @@ async def test_a_recorded_duplicate_is_indexed_at_once(api: ApiHarness) -> None:
     # No announcement and no reindex: found at once.
     assert await search(api, headers) == [images[1]["image_id"]]
     assert await search(api, headers, status="duplicate") == [images[1]["image_id"]]
+
+
+async def test_a_duplicate_is_found_by_its_originals_labels_camera_and_place(
+    api: ApiHarness,
+) -> None:
+    """A `DUPLICATE` in another album, recorded while its original is still processing, is
+    found by the original's labels, camera and place once the original is stored, with its own
+    album and status; `imgproc reindex` writes the same entries; deleting the original takes
+    the promoted copy out until it is processed."""
+    owner = "search-duplicate-labels"
+    headers = await api.sign_in(owner)
+    first, second = [(await api.create_album(headers, n))["album_id"] for n in ("a", "b")]
+    names = ResourceNames.from_settings(api.settings)
+    data = uuid.uuid4().bytes * 64
+    original = {
+        **record(owner, first, "2023-05-06T07:08:09", [], place=ZURICH),
+        "status": "PROCESSING",
+    }
+    copy = {**record(owner, second, None, []), "status": "PROCESSING"}
+    del copy["metadata"], copy["tags"]  # the starter records neither for an upload
+    duplicates = ExactDuplicates(api.aws, names)
+    for rec in (original, copy):
+        await api.aws.s3.put_object(Bucket=names.bucket, Key=rec["key"], Body=data)
+        await store(api, rec, announce=False)
+        await duplicates.recorded_as_duplicate(
+            image_id=rec["image_id"], bucket=names.bucket, key=rec["key"], owner=owner
+        )
+    copy_id = copy["image_id"]
+    assert await search(api, headers, status="DUPLICATE") == [copy_id]
+    assert await search(api, headers, label="Dog") == []  # the original is not labelled yet
+
+    # The original stored with its labels (the claim left its hash on it): its announcement
+    # re-indexes its duplicate.
+    labelled = record(owner, first, None, [DOG])["tags"]
+    sha256 = hashlib.sha256(data).hexdigest()
+    processed = {"status": "PROCESSED", "tags": labelled, "content_sha256": sha256}
+    await store(api, {**original, **processed})
+
+    async def copy_found() -> bool:
+        return await search(api, headers, label="Dog", album=second) == [copy_id]
+
+    assert await eventually(copy_found, timeout=20, what="the duplicate re-indexed")
+    both = sorted([original["image_id"], copy_id])
+    expected = {
+        "label": (dict(label="Animal"), both),
+        "camera": (dict(camera="pentax", album=second), [copy_id]),
+        "place": (dict(near=f"{ZURICH[0]},{ZURICH[1]},5", status="DUPLICATE"), [copy_id]),
+        "date": (dict(**{"from": "2023-05-06", "to": "2023-05-06"}, label="dog"), both),
+        "album": (dict(album=first, label="Mammal"), [original["image_id"]]),
+    }
+    for what, (params, ids) in expected.items():
+        assert sorted(await search(api, headers, **params)) == ids, what
+    assert await labels(api, headers, album=second) == {"Dog": 1, "Mammal": 1, "Animal": 1}
+
+    # Rebuilt from the images table: the same entries.
+    index = SearchIndex(api.aws, names)
+    manifest_key = {"pk": {"S": f"image#{copy_id}"}, "sk": {"S": "manifest"}}
+
+    async def copy_keys() -> Any:
+        item = await api.aws.dynamodb.get_item(TableName=index.table, Key=manifest_key)
+        return json.loads(item["Item"]["keys"]["S"]) if "Item" in item else None
+
+    keys = await copy_keys()
+    assert any(pk == f"{owner}#label#dog#2023" for pk, _ in keys), keys
+    for image_id in both:
+        await index.remove_image(owner, image_id)
+    assert await search(api, headers) == []
+    result = _cli(api.settings, "reindex", "--user", owner)
+    assert result.returncode == 0, result.stderr
+    assert await copy_keys() == keys
+    for what, (params, ids) in expected.items():
+        assert sorted(await search(api, headers, **params)) == ids, what
+
+    # The original deleted: the copy is promoted (UPLOADING again) and leaves the index until
+    # it is processed as an original.
+    response = await api.client.delete(f"/api/images/{original['image_id']}", headers=headers)
+    assert response.status_code == 204, response.text
+    assert await search(api, headers) == []
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,12 @@ other duplicates point at it, and the original's object is copied to its key whi
 labels). An original without duplicates releases the claim: the same bytes uploaded later are
 processed again.
 
+Search. A `DUPLICATE` is indexed (`SearchIndex.index_record`) with what the user sees for it: its
+original's metadata and labels, its own album, upload time and status. Its recorder indexes it
+at once; when the original is stored again (processed, re-tagged) the search indexer re-indexes
+the duplicates on its claim's list (`duplicates_of`); a promoted heir leaves the index until it
+is processed as an original.
+
 Near. The thumbnailer stores a 64-bit DCT pHash with the renditions (`thumbnails.phash`, hex).
 `duplicate_groups` reads one owner's images through the by-album index (never another owner's),
 compares every pair of hashes (numpy when installed: tens of thousands of images in well under
@@ -63,6 +69,14 @@ _GROUPING_ATTRIBUTES = ("image_id", "status", "duplicate_of", "thumbnails", "upl
 def content_claim_key(owner: str, sha256: str) -> str:
     """The key of the guard item that gives `owner`'s bytes with this SHA-256 to one image."""
     return f"{CLAIM_PREFIX}{owner}#{sha256}"
+
+
+def _claim_key_of(record: ImageRecord) -> str | None:
+    """The key of the claim an image holds or is listed on; None when its hash is unknown."""
+    sha256 = record.content_sha256 or (record.metadata.sha256 if record.metadata else None)
+    if not isinstance(sha256, str) or not isinstance(record.owner, str):
+        return None
+    return content_claim_key(record.owner, sha256)
 
 
 async def object_sha256(aws: AwsClients, bucket: str, key: str) -> str | None:
@@ -156,30 +170,23 @@ class ExactDuplicates:
                 if await self.catalog.get_image(image_id, ("image_id",)) is None:
                     await index.remove_image(str(record.owner), image_id)
         except (ClientError, BotoCoreError, RuntimeError) as exc:
-            bound.warning("duplicate not indexed for search", error=str(exc)[:300])
+            bound.warning("image not indexed for search", error=str(exc)[:300])
 
     async def before_delete(self, record: ImageRecord, *, album_deleting: str | None) -> None:
         """Called before an image's record and objects are deleted: leave or hand on its claim
         (see the module's notes). `album_deleting`: an album going with it, whose duplicates
         are not promoted."""
         image_id = str(record.image_id)
-        sha256 = record.content_sha256 or (record.metadata.sha256 if record.metadata else None)
-        owner = record.owner
-        if not isinstance(sha256, str) or not isinstance(owner, str):
+        claim_key = _claim_key_of(record)
+        if claim_key is None:
             return
-        claim_key = content_claim_key(owner, sha256)
         if record.status == ImageStatus.DUPLICATE.value:
             await self._leave_claim(claim_key, image_id)
             return
         claim = await self._get_claim(claim_key)
         if claim is None or claim.get("guards") != image_id:
             return
-        listed = sorted(str(i) for i in claim.get("duplicates") or ())
-        duplicates = [
-            r
-            for r in await self.catalog.get_images(listed)
-            if r.status == ImageStatus.DUPLICATE.value and r.duplicate_of == image_id
-        ]
+        duplicates = await self._listed_duplicates(claim, image_id)
         heirs = sorted(
             (r for r in duplicates if r.album_id != album_deleting),
             key=lambda r: (str(r.uploaded_at or ""), str(r.image_id)),
@@ -188,6 +195,26 @@ class ExactDuplicates:
             await self._delete_claim(claim_key, image_id)
             return
         await self._promote(record, heirs[0], duplicates, claim_key)
+
+    async def duplicates_of(self, record: ImageRecord) -> list[ImageRecord]:
+        """The `DUPLICATE`s of an original, from its claim's list (two reads, no scan); none
+        for an image that holds no claim."""
+        claim_key = _claim_key_of(record)
+        if claim_key is None or record.status == ImageStatus.DUPLICATE.value:
+            return []
+        claim = await self._get_claim(claim_key)
+        if claim is None or claim.get("guards") != record.image_id:
+            return []
+        return await self._listed_duplicates(claim, str(record.image_id))
+
+    async def _listed_duplicates(self, claim: Mapping[str, Any], holder: str) -> list[ImageRecord]:
+        """The images on a claim's list that are still `DUPLICATE`s of its holder."""
+        listed = sorted(str(i) for i in claim.get("duplicates") or ())
+        return [
+            r
+            for r in await self.catalog.get_images(listed)
+            if r.status == ImageStatus.DUPLICATE.value and r.duplicate_of == holder
+        ]
 
     async def _promote(
         self,
@@ -220,6 +247,10 @@ class ExactDuplicates:
             "#status = :duplicate",
         ):
             return
+        # Out of the index until it is processed (its `stored` announcement indexes it, and the
+        # duplicates now pointing at it): unfinished images have no entries. Before the copy,
+        # so this cannot land after its processing's own indexing.
+        await self._index_for_search(heir_id)
         try:
             await self.aws.s3.copy_object(
                 Bucket=str(heir.bucket),
@@ -236,6 +267,7 @@ class ExactDuplicates:
                 code="DuplicateNotPromoted",
                 message=f"the original was deleted and its bytes could not be copied: {exc}",
             )
+            await self._index_for_search(heir_id)  # FAILED: found as what it is now
             return
         log.info("duplicate promoted to original", image_id=heir_id, deleted_original=image_id)
 

@@ -36,7 +36,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from imgproc_shared.aws import AwsClients
-from imgproc_shared.catalog import from_item, to_item
+from imgproc_shared.catalog import Catalog, from_item, to_item
 from imgproc_shared.errors import error_code
 from imgproc_shared.models import Exif, ImageStatus
 from imgproc_shared.records import ImageRecord
@@ -63,6 +63,8 @@ _HIGH = "~"  # sorts after every image id character
 _GEOHASH_ALPHABET = "0123456789bcdefghjkmnpqrstuvwxyz"
 _SPACES = re.compile(r"\s+")
 _CURSOR_POSITION = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d#[A-Za-z0-9_-]{1,64}")
+# What a `DUPLICATE`'s entries take from its original (`as_shown`).
+_SHOWN_ATTRIBUTES = ("image_id", "owner", "metadata", "tags")
 TERMINAL_STATUSES = frozenset(s.value for s in ImageStatus if s.terminal) | {"DUPLICATE"}
 
 
@@ -240,8 +242,18 @@ class Summary:
         )
 
 
-def summarize(record: ImageRecord) -> Summary | None:
-    """The summary of an image record; None for an image not to be indexed (not finished)."""
+def as_shown(record: ImageRecord, original: ImageRecord | None) -> ImageRecord:
+    """A `DUPLICATE` as the user sees it (`views.image_view`): its original's metadata and
+    labels, with its own id, owner, album, upload time and status."""
+    if original is None or original.owner != record.owner:
+        return record
+    return record.model_copy(update={"metadata": original.metadata, "tags": original.tags})
+
+
+def summarize(record: ImageRecord, original: ImageRecord | None = None) -> Summary | None:
+    """The summary of an image record; None for an image not to be indexed (not finished).
+    `original`: the record a `DUPLICATE` duplicates, whose metadata and labels it is found by."""
+    record = as_shown(record, original)
     status = str(record.status or "")
     time = capture_time(record)
     if status not in TERMINAL_STATUSES or not record.owner or time is None:
@@ -496,22 +508,33 @@ class SearchIndex:
     def __init__(self, aws: AwsClients, names: ResourceNames) -> None:
         self.aws = aws
         self.table = names.table(Table.SEARCH)
+        self.catalog = Catalog(aws, names)
 
     # ----- writing -----
 
     async def index_record(self, record: ImageRecord) -> bool:
         """Make the image's entries match its record (none when it is not finished); True
-        when it is indexed. Safe to repeat and to run again after any change to the record."""
-        summary = summarize(record)
+        when it is indexed. Safe to repeat and to run again after any change to the record.
+        A `DUPLICATE` is indexed with its original's metadata and labels as they are now (its
+        original's indexer indexes it again when the original changes)."""
         owner = record.owner or ""
-        if summary is None:
-            if owner:
-                await self.remove_image(owner, record.image_id)
-            return False
         for _ in range(5):
+            # Read on each try: a concurrent indexing of this duplicate may have seen a newer
+            # original, and a retry must not write back what we read before it.
+            summary = summarize(record, await self._original_of(record))
+            if summary is None:
+                if owner:
+                    await self.remove_image(owner, record.image_id)
+                return False
             if await self._apply(summary.owner, summary.image_id, summary):
                 return True
-        raise RuntimeError(f"search entries of {summary.image_id} kept changing under us")
+        raise RuntimeError(f"search entries of {record.image_id} kept changing under us")
+
+    async def _original_of(self, record: ImageRecord) -> ImageRecord | None:
+        """The record a `DUPLICATE` shows (None for any other image, or when it is gone)."""
+        if record.status != ImageStatus.DUPLICATE.value or not record.duplicate_of:
+            return None
+        return await self.catalog.get_image(record.duplicate_of, _SHOWN_ATTRIBUTES)
 
     async def remove_image(self, owner: str, image_id: str) -> None:
         """Remove every entry of an image (and its share of the counters)."""

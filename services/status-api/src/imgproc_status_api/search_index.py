@@ -3,7 +3,9 @@ table (`imgproc_shared.search`) in step with each image record: a processed imag
 entries, a re-tagged one gets them replaced, and one that no longer exists loses them.
 
 Every announcement is handled by reading the record as it is now, so order and repeats do not
-matter: the entries always end up as the latest record says.
+matter: the entries always end up as the latest record says. An original's `DUPLICATE`s are
+indexed with its metadata and labels, so each announcement of it re-indexes them too (found
+through its content claim's list, not a scan).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
+from imgproc_shared.duplicates import ExactDuplicates
 from imgproc_shared.errors import ACCESS_DENIED, access_denial
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
@@ -40,6 +43,7 @@ class SearchIndexer:
         self.names = names
         self.catalog = catalog
         self.index = SearchIndex(aws, names)
+        self.duplicates = ExactDuplicates(aws, names)
         self.wait_time_s = wait_time_s
         self.pause_s = pause_s
         self.indexed = 0
@@ -59,6 +63,11 @@ class SearchIndexer:
             await self.index.remove_image(str(record.owner), event.image_id)
         self.indexed += 1
         log.info("image indexed", image_id=event.image_id, status=record.status)
+        for duplicate in await self.duplicates.duplicates_of(record):
+            await self.index.index_record(duplicate)
+            if await self.catalog.get_image(duplicate.image_id, ("image_id",)) is None:
+                await self.index.remove_image(str(duplicate.owner), duplicate.image_id)
+            log.info("duplicate indexed with its original", image_id=duplicate.image_id)
 
     async def _handle_message(self, message: dict[str, Any]) -> bool:
         """True when the message is done with (to be deleted)."""
