@@ -7,7 +7,8 @@ import asyncio
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,23 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
+
+
+@contextmanager
+def iam_enforced() -> Iterator[None]:
+    """The session endpoint checking every call's permissions (the administrator included) for
+    the block; its previous state and workflow identity restored after, whatever the block
+    changed."""
+    from imgproc_local import moto_iam
+
+    before = moto_iam.enforcement_enabled()
+    workflow_before = moto_iam.workflow_identity()
+    moto_iam.ensure_admin()
+    moto_iam.set_enforcement(True)
+    try:
+        yield
+    finally:
+        moto_iam.set_enforcement(before)
+        moto_iam.set_workflow_identity(
+            *(workflow_before or (moto_iam.ADMIN_ACCESS_KEY, moto_iam.ADMIN_SECRET))
+        )

@@ -23,7 +23,7 @@ import pytest_asyncio
 from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from helpers import eventually
+from helpers import eventually, iam_enforced
 
 from imgproc_local import moto_iam
 from imgproc_local.embedded_aws import EMBEDDED_ACCOUNT, EmbeddedAws
@@ -41,15 +41,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 @pytest.fixture(autouse=True)
 def enforcement() -> Iterator[None]:
     """IAM enforcement on for these tests; the session's previous state restored after."""
-    before = moto_iam.enforcement_enabled()
-    workflow_before = moto_iam.workflow_identity()
-    moto_iam.ensure_admin()
-    moto_iam.set_enforcement(True)
-    yield
-    moto_iam.set_enforcement(before)
-    moto_iam.set_workflow_identity(
-        *(workflow_before or (moto_iam.ADMIN_ACCESS_KEY, moto_iam.ADMIN_SECRET))
-    )
+    with iam_enforced():
+        yield
 
 
 @asynccontextmanager

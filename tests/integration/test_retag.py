@@ -13,30 +13,14 @@ from helpers import eventually
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
-from imgproc_shared.models import Label, StageTask, TagResult
 from imgproc_shared.resources import ResourceNames, Stage
 from imgproc_shared.retag import Retagger, RetagScope, RetagStart, execution_name
 from imgproc_shared.settings import Settings
-from imgproc_shared.worker import WorkContext
 from imgproc_shared.workflow import RETAG_SKIPPED
 
-from workflow_harness import pipeline, record, terminal, upload
+from workflow_harness import SwappableModel, pipeline, record, stored_record, terminal, upload
 
 Stack = tuple[Settings, AwsClients, dict[str, Any]]
-
-
-class SwappableModel:
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    async def tag(self, task: StageTask, ctx: WorkContext) -> TagResult:
-        return TagResult(labels=[Label(name=self.label, confidence=90.0)], backend=self.label)
-
-
-async def _stored(catalog: Catalog, image_id: str) -> dict[str, Any] | None:
-    """The image's record as stored (only the attributes it holds), to compare as JSON."""
-    record = await catalog.get_image(image_id)
-    return record.model_dump(mode="json", exclude_unset=True) if record else None
 
 
 async def _processed(settings: Settings, aws: AwsClients, image_ids: list[str]) -> None:
@@ -61,7 +45,7 @@ async def test_retag_of_an_album_stores_the_current_labels_and_keeps_everything_
             await upload(settings, aws, image_id)
         await _processed(settings, aws, album)
         await record(settings, aws, "rt-uploading")  # never put: stays UPLOADING
-        before = {i: await _stored(catalog, i) for i in album}
+        before = {i: await stored_record(catalog, i) for i in album}
         assert all(r and r["tags"]["labels"][0]["name"] == "OldCat" for r in before.values())
 
         model.label = "NewDog"
@@ -75,7 +59,7 @@ async def test_retag_of_an_album_stores_the_current_labels_and_keeps_everything_
         assert progress.finished == 3 and not progress.failed and not progress.skipped
 
         for image_id in album:
-            after = await _stored(catalog, image_id)
+            after = await stored_record(catalog, image_id)
             assert after is not None
             assert after["tags"]["labels"][0]["name"] == "NewDog"
             assert after["tags"]["backend"] == "NewDog"
@@ -119,10 +103,10 @@ async def test_image_that_left_processed_meanwhile_is_skipped_with_a_reason(
         progress = await retagger.wait("meanwhile1", 2, timeout_s=40, poll_s=0.2)
         assert (progress.retagged, progress.skipped_count, progress.failed_count) == (1, 1, 0)
         assert progress.skipped["rt-gone"].startswith(RETAG_SKIPPED)
-        gone = await _stored(catalog, "rt-gone")
+        gone = await stored_record(catalog, "rt-gone")
         assert gone is not None and gone["tags"]["labels"][0]["name"] == "Old"
         assert gone["status"] == "PROCESSING" and "retag_request" not in gone
-        kept = await _stored(catalog, "rt-kept")
+        kept = await stored_record(catalog, "rt-kept")
         assert kept is not None and kept["tags"]["labels"][0]["name"] == "New"
 
 
@@ -152,7 +136,7 @@ async def test_a_request_cut_short_is_finished_by_running_it_again(stack: Stack)
             )
         first = await retagger.wait("half1", 2, timeout_s=40, poll_s=0.2)
         assert first.retagged == 2
-        tags = [await _stored(catalog, i) for i in album]
+        tags = [await stored_record(catalog, i) for i in album]
         assert (
             sorted(r["tags"]["labels"][0]["name"] for r in tags if r) == ["New"] * 2 + ["Old"] * 3
         )
@@ -165,7 +149,7 @@ async def test_a_request_cut_short_is_finished_by_running_it_again(stack: Stack)
         assert (done.executions, done.retagged) == (5, 5)
 
         async def all_new() -> bool:
-            records = [await _stored(catalog, i) for i in album]
+            records = [await stored_record(catalog, i) for i in album]
             return all(r and r["tags"]["labels"][0]["name"] == "New" for r in records)
 
         await eventually(all_new, timeout=10, what="every image re-tagged")

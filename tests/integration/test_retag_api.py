@@ -14,25 +14,15 @@ from helpers import eventually
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
-from imgproc_shared.models import Label, StageTask, TagResult
 from imgproc_shared.resources import ResourceNames, Stage
 from imgproc_shared.settings import Settings
-from imgproc_shared.worker import WorkContext
 
-from workflow_harness import pipeline, terminal, upload
+from workflow_harness import SwappableModel, pipeline, terminal, upload
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "api"))
 from api_harness import ApiHarness, running_api
 
 Stack = tuple[Settings, AwsClients, dict[str, Any]]
-
-
-class SwappableModel:
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    async def tag(self, task: StageTask, ctx: WorkContext) -> TagResult:
-        return TagResult(labels=[Label(name=self.label, confidence=90.0)], backend=self.label)
 
 
 async def _album_events(

@@ -15,30 +15,14 @@ from helpers import eventually
 
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
-from imgproc_shared.models import Label, StageTask, TagResult
 from imgproc_shared.resources import ResourceNames, Stage
 from imgproc_shared.retag import Retagger
 from imgproc_shared.settings import Settings
-from imgproc_shared.worker import WorkContext
 
-from workflow_harness import pipeline, terminal, upload
+from workflow_harness import SwappableModel, pipeline, stored_record, terminal, upload
 
 IMGPROC = Path(sys.executable).parent / "imgproc"
 Stack = tuple[Settings, AwsClients, dict[str, Any]]
-
-
-class SwappableModel:
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    async def tag(self, task: StageTask, ctx: WorkContext) -> TagResult:
-        return TagResult(labels=[Label(name=self.label, confidence=90.0)], backend=self.label)
-
-
-async def _stored(catalog: Catalog, image_id: str) -> dict[str, Any] | None:
-    """The image's record as stored (only the attributes it holds), to compare as JSON."""
-    record = await catalog.get_image(image_id)
-    return record.model_dump(mode="json", exclude_unset=True) if record else None
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -65,7 +49,7 @@ async def _imgproc(settings: Settings, *args: str) -> asyncio.subprocess.Process
 
 
 async def _labels(catalog: Catalog, image_ids: list[str]) -> list[str]:
-    records = [await _stored(catalog, i) for i in image_ids]
+    records = [await stored_record(catalog, i) for i in image_ids]
     return [r["tags"]["labels"][0]["name"] if r else "?" for r in records]
 
 
@@ -103,7 +87,7 @@ async def test_cli_retag_json_summary_and_a_killed_run_finished_by_running_it_ag
         )
         labels = await _labels(catalog, album)
         assert labels.count("New") == first.executions and labels.count("Old") > 0
-        records = [await _stored(catalog, i) for i in album]
+        records = [await stored_record(catalog, i) for i in album]
         assert all(r and r["status"] == "PROCESSED" and r["thumbnails"] for r in records)
 
         # The same command again: only the rest is started, and the summary says so.

@@ -152,3 +152,19 @@ async def queue_depth(settings: Settings, aws: AwsClients, name: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"]) + int(
         attrs["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+class SwappableModel:
+    """A tagger whose one label is whatever the test sets: a model swapped between runs."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    async def tag(self, task: StageTask, ctx: WorkContext) -> TagResult:
+        return TagResult(labels=[Label(name=self.label, confidence=90.0)], backend=self.label)
+
+
+async def stored_record(catalog: Catalog, image_id: str) -> dict[str, Any] | None:
+    """The image's record as stored (only the attributes it holds), to compare as JSON."""
+    record = await catalog.get_image(image_id)
+    return record.model_dump(mode="json", exclude_unset=True) if record else None

@@ -72,18 +72,7 @@ class LiveTokens:
 
     async def _start(self) -> StageTask:
         env, admin = self._env, self._env.admin
-        image_id = f"tok{uuid.uuid4().hex[:12]}"
-        await admin.stepfunctions.start_execution(
-            stateMachineArn=env.state_machine_arn,
-            name=image_id,
-            input=WorkflowInput(
-                image_id=image_id,
-                bucket=env.names.bucket,
-                key=env.original_key,
-                owner=env.owner,
-                album_id=env.album_id,
-            ).model_dump_json(),
-        )
+        image_id = await env.start_image(admin, "tok")
         queue_url = env.queue_urls[Queue.EXTRACT]
 
         async def task() -> StageTask | None:
@@ -133,6 +122,23 @@ class ProbeEnv:
 
     def work_context(self, aws: AwsClients) -> WorkContext:
         return WorkContext(aws.settings, aws, self.names, self.executor)
+
+    async def start_image(self, aws: AwsClients, prefix: str) -> str:
+        """An ImageProc execution, started by `aws`, for a new image id over the module's
+        original; returns the image id (the execution's name)."""
+        image_id = f"{prefix}{uuid.uuid4().hex[:12]}"
+        await aws.stepfunctions.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=image_id,
+            input=WorkflowInput(
+                image_id=image_id,
+                bucket=self.names.bucket,
+                key=self.original_key,
+                owner=self.owner,
+                album_id=self.album_id,
+            ).model_dump_json(),
+        )
+        return image_id
 
     def record(self, image_id: str, **values: Any) -> dict[str, Any]:
         """An image record of this stack's owner and album."""
@@ -651,18 +657,7 @@ async def _start_execution(env: ProbeEnv, aws: AwsClients, caller: Principal) ->
     """Starter._start_execution's StartExecution of ImageProc (the same call: the method first
     looks for an exact duplicate). The new execution's Extract task becomes the next live
     token."""
-    image_id = f"st{uuid.uuid4().hex[:12]}"
-    await aws.stepfunctions.start_execution(
-        stateMachineArn=env.state_machine_arn,
-        name=image_id,
-        input=WorkflowInput(
-            image_id=image_id,
-            bucket=env.names.bucket,
-            key=env.original_key,
-            owner=env.owner,
-            album_id=env.album_id,
-        ).model_dump_json(),
-    )
+    image_id = await env.start_image(aws, "st")
     # Stopped by the administrator: the operations role may not stop executions.
     await env.admin.stepfunctions.stop_execution(
         executionArn=execution_arn(env.state_machine_arn, image_id)

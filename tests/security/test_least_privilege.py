@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from botocore.exceptions import ClientError
-from helpers import make_settings
+from helpers import iam_enforced, make_settings
 from permission_probes import PROBES, WORKER_QUEUES, WORKERS, Grant, ProbeEnv
 from pydantic import SecretStr
 
@@ -109,15 +109,8 @@ class Caller:
 @pytest.fixture(scope="module")
 def enforcement() -> Iterator[None]:
     """IAM enforcement on for this module; the session's previous state restored after."""
-    before = moto_iam.enforcement_enabled()
-    workflow_before = moto_iam.workflow_identity()
-    moto_iam.ensure_admin()
-    moto_iam.set_enforcement(True)
-    yield
-    moto_iam.set_enforcement(before)
-    moto_iam.set_workflow_identity(
-        *(workflow_before or (moto_iam.ADMIN_ACCESS_KEY, moto_iam.ADMIN_SECRET))
-    )
+    with iam_enforced():
+        yield
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

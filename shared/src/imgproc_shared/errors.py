@@ -101,6 +101,15 @@ class Denial:
         """The reason an image shows, e.g. "thumbnailer was denied s3:PutObject on arn:..."."""
         return f"{who} was denied {self.action} on {self.resource}"
 
+    def log_fields(self) -> dict[str, str]:
+        """What every log line of a denial carries, so each names the action and resource."""
+        return {
+            "error": ACCESS_DENIED,
+            "action": self.action,
+            "resource": self.resource,
+            "code": self.code,
+        }
+
 
 def access_denial(exc: BaseException) -> Denial | None:
     """The denial a `ClientError` reports, or None when it is another error.
@@ -139,18 +148,21 @@ def note_request(client: Any) -> None:
 
 
 def _keep_resource(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
-    service = str(kwargs.get("event_name", "")).split(".")[1:2]
-    context[_REQUEST_NOTE] = {
-        "service": service[0] if service else "",
-        "resource": _resource_of(params, str(context.get("client_region") or "")),
-    }
+    # Every request passes here: keep what names the resource, work it out only on an error.
+    context[_REQUEST_NOTE] = (str(kwargs.get("event_name", "")), params)
 
 
 def _note_on_error(
     http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **kwargs: Any
 ) -> None:
-    if getattr(http_response, "status_code", 200) >= 300 and _REQUEST_NOTE in context:
-        parsed[_REQUEST_NOTE] = context[_REQUEST_NOTE]
+    if getattr(http_response, "status_code", 200) < 300 or _REQUEST_NOTE not in context:
+        return
+    event_name, params = context[_REQUEST_NOTE]
+    service = event_name.split(".")[1:2]
+    parsed[_REQUEST_NOTE] = {
+        "service": service[0] if service else "",
+        "resource": _resource_of(params, str(context.get("client_region") or "")),
+    }
 
 
 def _resource_of(params: dict[str, Any], region: str) -> str | None:

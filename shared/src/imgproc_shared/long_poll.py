@@ -62,10 +62,8 @@ async def receive_batches(
             if (denial := access_denial(exc)) is not None:
                 log.error(
                     "access denied; polling again later",
-                    action=denial.action,
-                    resource=denial.resource,
-                    code=denial.code,
                     retry_in_s=denied_backoff_s,
+                    **denial.log_fields(),
                 )
                 await pause(stopping, denied_backoff_s)
                 denied_backoff_s = min(2 * denied_backoff_s, MAX_DENIED_BACKOFF_S)

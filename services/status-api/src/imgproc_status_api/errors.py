@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imgproc_shared.errors import ACCESS_DENIED, access_denial
+from imgproc_shared.errors import access_denial
 from imgproc_shared.logging import get_logger
 
 log = get_logger()
@@ -99,14 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if denial is None:
             raise exc  # answered below, as any other unexpected error
         # A permission missing from the API's policy: say which, so it can be granted.
-        log.error(
-            "access denied",
-            error=ACCESS_DENIED,
-            path=request.url.path,
-            action=denial.action,
-            resource=denial.resource,
-            code=denial.code,
-        )
+        log.error("access denied", path=request.url.path, **denial.log_fields())
         return JSONResponse(
             status_code=500,
             content={

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.duplicates import ExactDuplicates
-from imgproc_shared.errors import ACCESS_DENIED, access_denial
+from imgproc_shared.errors import access_denial
 from imgproc_shared.logging import get_logger
 from imgproc_shared.long_poll import delete_batch, receive_batches
 from imgproc_shared.models import StatusEvent
@@ -80,13 +80,7 @@ class SearchIndexer:
         except (ClientError, BotoCoreError, RuntimeError) as exc:
             if (denial := access_denial(exc)) is not None:
                 # Not a passing failure: named, and left for the dead-letter queue.
-                log.error(
-                    "access denied; image not indexed",
-                    error=ACCESS_DENIED,
-                    action=denial.action,
-                    resource=denial.resource,
-                    code=denial.code,
-                )
+                log.error("access denied; image not indexed", **denial.log_fields())
                 return False
             log.warning("image not indexed; it will be retried", error=str(exc)[:300])
         return False

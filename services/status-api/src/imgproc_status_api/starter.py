@@ -360,13 +360,7 @@ class Starter:
             if (denial := access_denial(exc)) is not None:
                 # A permission missing from the policy: asking again cannot grant it, so the
                 # message goes on to the dead-letter queue (replayed once it is granted).
-                bound.error(
-                    "access denied; upload not started",
-                    error=ACCESS_DENIED,
-                    action=denial.action,
-                    resource=denial.resource,
-                    code=denial.code,
-                )
+                bound.error("access denied; upload not started", **denial.log_fields())
                 if last_try:
                     await self._note_give_up(message, ACCESS_DENIED, denial.cause("the starter"))
                 if queue_url:

@@ -403,7 +403,7 @@ class Worker:
         that is denied, leave the message away for a while rather than spin on it."""
         cause = denial.cause(self.service)
         self.counters["denied"] += 1
-        log.error("access denied", action=denial.action, resource=denial.resource, code=denial.code)
+        log.error("access denied", **denial.log_fields())
         try:
             if not await finished({"code": errors.ACCESS_DENIED, "message": cause}):
                 return
@@ -662,13 +662,7 @@ def _denied(keep_alive: asyncio.Task[bool | errors.Denial]) -> errors.Denial | N
 def _log_client_error(log: Any, exc: ClientError, event: str) -> None:
     """A denial as an error naming the action and resource; any other failure as a warning."""
     if (denial := errors.access_denial(exc)) is not None:
-        log.error(
-            event,
-            error=errors.ACCESS_DENIED,
-            action=denial.action,
-            resource=denial.resource,
-            code=denial.code,
-        )
+        log.error(event, **denial.log_fields())
     else:
         log.warning(event, error=str(exc))
 
@@ -739,11 +733,5 @@ def run_worker(
         if (denial := errors.access_denial(exc)) is None:
             raise
         # Denied while starting (finding its queue, say): restarting cannot grant it.
-        log.error(
-            "access denied; the worker cannot start",
-            error=errors.ACCESS_DENIED,
-            action=denial.action,
-            resource=denial.resource,
-            code=denial.code,
-        )
+        log.error("access denied; the worker cannot start", **denial.log_fields())
         sys.exit(errors.EXIT_UNRECOVERABLE)
