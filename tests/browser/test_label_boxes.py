@@ -100,7 +100,7 @@ def _by_confidence(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _open_details(page: Page, file_name: str) -> tuple[Locator, Locator]:
-    """The details dialog and its preview, loaded."""
+    """The details dialog and its preview, loaded, with the execution timeline in place."""
     _card(page, file_name).get_by_role("button", name=f"Details of {file_name}").click()
     dialog = page.get_by_role("dialog")
     preview = dialog.get_by_role("img", name=file_name)
@@ -108,6 +108,10 @@ def _open_details(page: Page, file_name: str) -> tuple[Locator, Locator]:
     page.wait_for_function(
         "(img) => img.complete && img.naturalWidth > 0", arg=preview.element_handle()
     )
+    # The execution timeline loads after the dialog opens and makes it taller, which moves
+    # the (centred) dialog: the preview rests only once it is there.
+    timeline = dialog.get_by_role("region", name="Execution timeline")
+    expect(timeline.get_by_role("table")).to_be_visible()
     return dialog, preview
 
 
