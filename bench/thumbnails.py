@@ -15,7 +15,8 @@ For each photo, interleaved in one run (so a noisy neighbour hits every path ali
 - bound:     the least any path that makes the preview must do: that decode plus one JPEG
               encode of a preview-sized image (no resample, thumbnail, placeholder or metadata).
               `bound/floor` above 1.25 means no implementation on this decoder can bring a
-              path with the 1280 px preview within 1.25x of the 1/8-decode floor.
+              path with the 1280 px preview within 1.25x of the 1/8-decode floor, and
+              `naive/bound` is the most `naive/ours` can be (ours costing exactly `bound`).
 
 JPEG decodes in floor, floor_preview and bound use the decoder settings ours uses (Pillow's
 draft flag: libjpeg's merged upsampler at reduced scales), so no ratio is helped by a setting
@@ -216,6 +217,9 @@ def bench_photo(photo: Path, repeat: int, memory: bool) -> dict[str, Any]:
         "ours_over_floor": round(ours / median_ms["floor"], 2),
         "ours_over_floor_preview": round(ours / median_ms["floor_preview"], 2),
         "bound_over_floor": round(median_ms["bound"] / median_ms["floor"], 2),
+        "ours_over_bound": round(ours / median_ms["bound"], 2),
+        # The most naive/ours can be: what it would be if ours cost exactly `bound`.
+        "naive_over_bound": round(median_ms["naive"] / median_ms["bound"], 2),
         "ours_thumb_over_floor": round(median_ms["ours_thumb"] / median_ms["floor"], 2),
         "naive_over_ours_thumb": round(median_ms["naive"] / median_ms["ours_thumb"], 2),
         "ours_over_thumbnail": round(ours / median_ms["thumbnail"], 2),
@@ -288,6 +292,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'naive':>7} "
         f"{'thumb()':>7} {'floor':>6} {'fl_prev':>7} {'bound':>6} {'naive/ours':>10} "
         f"{'ours/floor':>10} {'ours/fl_prev':>12} {'o_th/floor':>10} {'bound/floor':>11} "
+        f"{'ours/bound':>10} {'naive/bound':>11} "
         f"{'ours/thumb()':>12} {'img/s/core':>10} {'peak MB above idle':>40}"
     )
     lines = [header, "-" * len(header)]
@@ -301,7 +306,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{ms['floor']:>6} {ms['floor_preview']:>7} {ms['bound']:>6} "
             f"{row['naive_over_ours']:>10} {row['ours_over_floor']:>10} "
             f"{row['ours_over_floor_preview']:>12} {row['ours_thumb_over_floor']:>10} "
-            f"{row['bound_over_floor']:>11} {row['ours_over_thumbnail']:>12} "
+            f"{row['bound_over_floor']:>11} {row['ours_over_bound']:>10} "
+            f"{row['naive_over_bound']:>11} {row['ours_over_thumbnail']:>12} "
             f"{row['images_per_s_per_core']:>10} {peaks:>40}"
         )
     lines.append(f"peak MB above idle, per path: {'/'.join(PATHS)}")

@@ -327,3 +327,97 @@ async def test_concurrent_callbacks_do_not_block_each_other(settings_factory: An
             return all(s == "SUCCEEDED" for s in statuses)
 
         await eventually(all_succeeded, timeout=60, what="every execution to succeed")
+
+
+def test_a_transaction_backs_up_and_restores_only_the_items_it_names(
+    embedded_aws: EmbeddedAws, settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled transaction leaves every item as it was (a new one absent, an updated and a
+    deleted one as before, its neighbours untouched) and a committed one writes them all,
+    without a copy of the whole table (moto's own backup, 92 ms a call at ~500 items)."""
+    if not moto_speedups.speedups_enabled():
+        pytest.skip("the stock-moto baseline copies whole tables")
+    from moto.dynamodb.models.table import Table
+
+    def no_table_copies(self: Any, memo: Any) -> Any:
+        raise AssertionError("a transaction deep-copied a whole table")
+
+    monkeypatch.setattr(Table, "__deepcopy__", no_table_copies, raising=False)
+    settings: Settings = settings_factory()
+    dynamodb: Any = boto3.client(
+        "dynamodb", endpoint_url=embedded_aws.endpoint_url, region_name="us-east-1"
+    )
+    ranged = f"{settings.resource_prefix}-tx-ranged-{uuid.uuid4().hex[:6]}"
+    plain = f"{settings.resource_prefix}-tx-plain-{uuid.uuid4().hex[:6]}"
+    dynamodb.create_table(
+        TableName=ranged,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName=plain,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def key(pk: str, sk: str | None = None) -> dict[str, Any]:
+        return {"pk": {"S": pk}, **({"sk": {"S": sk}} if sk is not None else {})}
+
+    for sk in ("a", "b", "c"):
+        dynamodb.put_item(TableName=ranged, Item={**key("p", sk), "n": {"N": "1"}})
+    dynamodb.put_item(TableName=plain, Item={**key("x"), "n": {"N": "1"}})
+    dynamodb.put_item(TableName=plain, Item={**key("y"), "n": {"N": "1"}})
+
+    def everything() -> dict[str, Any]:
+        return {
+            table: sorted(
+                dynamodb.scan(TableName=table)["Items"], key=lambda item: json.dumps(item)
+            )
+            for table in (ranged, plain)
+        }
+
+    def writes(guard: str) -> list[dict[str, Any]]:
+        return [
+            {"Put": {"TableName": ranged, "Item": {**key("p", "new"), "n": {"N": "9"}}}},
+            {
+                "Update": {
+                    "TableName": ranged,
+                    "Key": key("p", "a"),
+                    "UpdateExpression": "SET n = n + :one, extra = :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+            {"Delete": {"TableName": ranged, "Key": key("p", "b")}},
+            {"Put": {"TableName": plain, "Item": {**key("x"), "n": {"N": "5"}}}},
+            {"Delete": {"TableName": plain, "Key": key("y")}},
+            {
+                "ConditionCheck": {
+                    "TableName": plain,
+                    "Key": key("z"),
+                    "ConditionExpression": guard,
+                }
+            },
+        ]
+
+    before = everything()
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=writes("attribute_exists(pk)"))
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert everything() == before
+
+    dynamodb.transact_write_items(TransactItems=writes("attribute_not_exists(pk)"))
+    after = everything()
+    assert [item["sk"]["S"] for item in after[ranged]] == ["a", "c", "new"]
+    updated = next(item for item in after[ranged] if item["sk"]["S"] == "a")
+    assert updated["n"] == {"N": "2"} and updated["extra"] == {"N": "1"}
+    assert after[plain] == [{**key("x"), "n": {"N": "5"}}]
+    for table in (ranged, plain):
+        dynamodb.delete_table(TableName=table)

@@ -5,7 +5,7 @@ the service processes and their process groups in /proc, `up`'s terminal output,
 `imgproc workers --json`. Every wait is a poll with a deadline.
 
 - an idle stack stops within 3 s of SIGINT, every process gone, with the final snapshot's time;
-- SIGINT while images are in flight and workers are being killed: the stop completes within the
+- SIGINT during a 100-image load while workers are being killed: the stop completes within the
   services' stop timeout plus the final snapshot, and no process of the stack is left;
 - a second SIGINT stops at once (services killed, no final snapshot) and says so;
 - a service killed with SIGKILL right after it started is restarted after a back-off, visible
@@ -44,6 +44,7 @@ from stack_process import IMGPROC, REPO_ROOT, RunningStack, free_port, start_sta
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 IDLE_STOP_S = 3.0
+LOAD_IMAGES = 100
 # `up`'s drain for its services (up.py `_SERVICE_STOP_TIMEOUT_S`).
 SERVICE_STOP_TIMEOUT_S = 8.0
 # Process exits and reaping on a loaded 2-core machine, past the drain and the snapshot.
@@ -173,7 +174,8 @@ async def test_sigint_while_busy_and_while_workers_are_killed_stops_everything(
 ) -> None:
     stack = _start(tmp_path, "busy")
     _wait_all_serving(stack)
-    photos = [(f"busy-{n}.jpg", photo(n, size=(1600, 1200))) for n in range(40)]
+    # The issue's load: 100 images, so the drain and the final snapshot meet a full stack.
+    photos = [(f"busy-{n}.jpg", photo(n, size=(1600, 1200))) for n in range(LOAD_IMAGES)]
     await upload_files(stack.settings, photos, album_name="Busy")
     await _held_in_flight(stack)
     # Every group that ever ran a service: killed workers' restarts included.
@@ -206,7 +208,7 @@ async def test_sigint_while_busy_and_while_workers_are_killed_stops_everything(
     _clean_stop_output(log)
     assert killed >= 2, killed
     print(
-        f"\nRELIABILITY busy-stop: images_in_flight=yes workers_killed={killed} "
+        f"\nRELIABILITY busy-stop: images_uploaded={LOAD_IMAGES} workers_killed={killed} "
         f"sigint_to_last_process_gone_s={took:.1f} final_snapshot_s={snapshot_s:.2f} "
         f"(limit stop timeout {SERVICE_STOP_TIMEOUT_S:g} + snapshot + {SLACK_S:g})"
     )

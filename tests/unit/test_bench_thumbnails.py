@@ -36,6 +36,8 @@ def test_the_benchmark_reports_every_path_for_every_photo(tmp_path: Path) -> Non
     ms = row["median_ms"]
     assert row["bound_over_floor"] == round(ms["bound"] / ms["floor"], 2)
     assert row["naive_over_ours"] == round(ms["naive"] / ms["ours"], 2)
+    assert row["ours_over_bound"] == round(ms["ours"] / ms["bound"], 2)
+    assert row["naive_over_bound"] == round(ms["naive"] / ms["bound"], 2)
     # Peak memory of each path, measured in its own process.
     peaks = row["peak_mb_above_idle"]
     assert set(peaks) == PATHS

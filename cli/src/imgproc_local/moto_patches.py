@@ -28,8 +28,8 @@ class PatchTarget:
 
     `owner`: the module holding the patch. `parameters`: the leading parameter names the patch
     calls it with or replaces it by (a moved or renamed parameter breaks the patch as surely as
-    a moved name). `assigns`: an instance attribute the patch reads, which this function (an
-    `__init__`) must set.
+    a moved name). `assigns`: an assignment the patch relies on, which this function's source must
+    make: an instance attribute an `__init__` sets, or a step of a function the patch wraps.
     """
 
     owner: str
@@ -67,6 +67,9 @@ class PatchTarget:
         function: Any = found.fget if isinstance(found, property) else found
         if isinstance(function, (classmethod, staticmethod)):
             function = function.__func__
+        # Once patched, the name holds the patch: its shape is the one it replaced (patches
+        # wrap with functools.wraps), so the check also holds after `apply`.
+        function = inspect.unwrap(function)
         if self.parameters is not None:
             try:
                 names = tuple(inspect.signature(function).parameters)
@@ -507,6 +510,29 @@ PATCH_TARGETS: tuple[PatchTarget, ...] = (
         "moto.dynamodb.models.table",
         "Table.__init__",
         assigns="self.items",
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "transaction_backup",
+        "moto.dynamodb.models",
+        "DynamoDBBackend.transact_write_items",
+        ("self", "transact_items"),
+        # The backup and rollback steps the view intercepts.
+        assigns="self.tables[table_name]",
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "transaction_backup",
+        "moto.dynamodb.models.table",
+        "Table.__init__",
+        assigns="self.stream_shard",
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "transaction_backup",
+        "moto.dynamodb.models.table",
+        "Table.get_item",
+        ("self", "hash_key", "range_key"),
     ),
 )
 
