@@ -421,3 +421,98 @@ def test_a_transaction_backs_up_and_restores_only_the_items_it_names(
     assert after[plain] == [{**key("x"), "n": {"N": "5"}}]
     for table in (ranged, plain):
         dynamodb.delete_table(TableName=table)
+
+
+def test_responses_are_serialized_byte_for_byte_as_moto_does(
+    embedded_aws: EmbeddedAws, settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serializer's remembered member names give the same bytes as moto's own picking, for
+    items of every attribute type, pages with keys, table descriptions and other services."""
+    if not moto_speedups.speedups_enabled():
+        pytest.skip("the stock-moto baseline serializes with moto's own picker only")
+    from moto.core import serialize
+
+    patched = serialize.ResponseSerializer.get_value
+    original = patched.__wrapped__  # type: ignore[attr-defined]
+    assert original is not patched
+    settings: Settings = settings_factory()
+    kwargs: dict[str, Any] = {"endpoint_url": embedded_aws.endpoint_url, "region_name": "us-east-1"}
+    dynamodb: Any = boto3.client("dynamodb", **kwargs)
+    sqs: Any = boto3.client("sqs", **kwargs)
+    table = f"{settings.resource_prefix}-serialized-{uuid.uuid4().hex[:6]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    every_type = {
+        "s": {"S": "text"},
+        "n": {"N": "12.5"},
+        "b": {"B": b"\x00\x01bytes"},
+        "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2"]},
+        "bs": {"BS": [b"x", b"y"]},
+        "m": {"M": {"inner": {"L": [{"S": "x"}, {"N": "1"}, {"NULL": True}, {"BOOL": False}]}}},
+        "l": {"L": [{"M": {"deep": {"M": {"deeper": {"SS": ["z"]}}}}}]},
+        "null": {"NULL": True},
+        "bool": {"BOOL": True},
+    }
+    for sk in range(3):
+        dynamodb.put_item(
+            TableName=table, Item={"pk": {"S": "p"}, "sk": {"N": str(sk)}, **every_type}
+        )
+    queue_url = sqs.create_queue(QueueName=f"{settings.resource_prefix}-serialized")["QueueUrl"]
+    key = {"pk": {"S": "p"}, "sk": {"N": "1"}}
+    calls: list[tuple[Any, str, dict[str, Any]]] = [
+        (dynamodb, "get_item", {"TableName": table, "Key": key}),
+        (
+            dynamodb,
+            "query",
+            {
+                "TableName": table,
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": "p"}},
+                "Limit": 2,
+            },
+        ),
+        (dynamodb, "scan", {"TableName": table}),
+        (dynamodb, "batch_get_item", {"RequestItems": {table: {"Keys": [key]}}}),
+        (
+            dynamodb,
+            "transact_get_items",
+            {"TransactItems": [{"Get": {"TableName": table, "Key": key}}]},
+        ),
+        (dynamodb, "describe_table", {"TableName": table}),
+        (dynamodb, "list_tables", {}),
+        (sqs, "get_queue_attributes", {"QueueUrl": queue_url, "AttributeNames": ["All"]}),
+    ]
+    bodies: dict[str, list[bytes]] = {"patched": [], "moto": []}
+    current: list[bytes] = []
+
+    def keep_body(http_response: Any, **_: Any) -> None:
+        current.append(http_response.content)
+
+    for client in (dynamodb, sqs):
+        client.meta.events.register("after-call", keep_body)
+    for label in ("patched", "moto"):
+        if label == "moto":
+            monkeypatch.setattr(serialize.ResponseSerializer, "get_value", original)
+        for client, operation, arguments in calls:
+            current.clear()
+            getattr(client, operation)(**arguments)
+            bodies[label].append(current[-1])
+    monkeypatch.setattr(serialize.ResponseSerializer, "get_value", patched)
+    for (_, operation, _), ours, theirs in zip(
+        calls, bodies["patched"], bodies["moto"], strict=True
+    ):
+        assert ours == theirs, operation
+    assert b"deeper" in bodies["patched"][0] and b"LastEvaluatedKey" in bodies["patched"][1]
+    dynamodb.delete_table(TableName=table)
+    sqs.delete_queue(QueueUrl=queue_url)

@@ -534,6 +534,52 @@ PATCH_TARGETS: tuple[PatchTarget, ...] = (
         "Table.get_item",
         ("self", "hash_key", "range_key"),
     ),
+    PatchTarget(
+        "moto_speedups",
+        "serializer_key_cache",
+        "moto.core.serialize",
+        "ResponseSerializer.get_value",
+        ("self", "value", "key", "shape"),
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "serializer_key_cache",
+        "moto.core.serialize",
+        "ResponseSerializer.__init__",
+        assigns="self._value_picker",
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "serializer_key_cache",
+        "moto.core.serialize",
+        "AttributePicker.__init__",
+        assigns="self.response_transformers",
+    ),
+    PatchTarget(
+        "moto_speedups", "serializer_key_cache", "moto.core.serialize", "AttributePickerContext"
+    ),
+    PatchTarget(
+        "moto_speedups", "serializer_key_cache", "moto.core.serialize", "XFormedAttributePicker"
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "serializer_key_cache",
+        "moto.core.serialize",
+        "AttributePicker.get_possible_keys",
+        ("self", "context"),
+    ),
+    PatchTarget(
+        "moto_speedups",
+        "serializer_key_cache",
+        "moto.core.serialize",
+        "AttributePicker.__init__",
+        assigns="self.alias_providers",
+    ),
+    PatchTarget(
+        "moto_speedups", "serializer_key_cache", "moto.core.serialize", "DEFAULT_ALIAS_PROVIDERS"
+    ),
+    PatchTarget("moto_speedups", "serializer_key_cache", "moto.core.serialize", "MISSING"),
+    PatchTarget("moto_speedups", "serializer_key_cache", "moto.core.serialize", "get_value"),
 )
 
 

@@ -35,8 +35,14 @@ test_moto_speedups.py runs the same executions both ways):
 - partition queries: a `Query` on a table's key listed and sorted every item of the table; here
   it reads that partition only;
 - transactions: `TransactWriteItems` deep-copied every table it touches, whole, to roll back on
-  failure (92 ms a call with ~500 items; the upload's content claim is one, so the endpoint's
-  CPU per image grew with the library); here it copies the items the transaction names.
+  failure (92 ms a call with ~500 items; each upload's search-index update is one, so the
+  endpoint's CPU per image grew with the library); here it copies the items the transaction
+  names;
+- response serialization: for every member of every structure in a response, moto's value
+  picker builds the member's candidate names anew (its alias providers and their snake_case
+  forms) and tries each; a DynamoDB item is a dict of `AttributeValue` structures, ten members
+  each, so this was three quarters of a `GetItem`'s CPU. For a plain dict the candidates depend
+  only on the member's shape and its parent shape, so here they are computed once per pair.
 
 `IMGPROC_MOTO_SPEEDUPS=0` leaves these off (used only to measure the stock-moto baseline); the
 behaviour fixes (`moto_fixes`) and the request counter are on either way. The names each patch
@@ -435,6 +441,65 @@ class _ItemsBackup:
                 items[hash_value][range_value] = item
 
 
+def _patch_serializer_key_cache() -> None:
+    """moto's serializer picks a plain dict's members by candidate names computed once.
+
+    For a `dict` (exactly) the alias providers see only its class (no `Meta`: `ExplicitAlias`
+    never applies; `ClassPrefixAlias` sees "dict"), the member's key, its shape and that shape's
+    current parent (which the serializer sets before each member), so the candidates are a
+    function of (picker class, key, shape, parent). Entries hold the shapes they were made for:
+    the service models are cached for the process, so the shapes, and this cache, stay a fixed
+    size. Other values, pickers of other classes or providers, and pickers with response
+    transformers take moto's own path."""
+    from moto.core import serialize
+
+    original: Any = serialize.ResponseSerializer.get_value
+    picker_classes = (serialize.AttributePicker, serialize.XFormedAttributePicker)
+    default_providers = serialize.DEFAULT_ALIAS_PROVIDERS
+    # The helper and sentinel the serializer itself imported (PATCH_TARGETS checks it has them).
+    from moto.core.constants import MISSING as missing
+    from moto.core.utils import get_value
+
+    candidates: dict[tuple[type[Any], str, int, int], tuple[Any, Any, tuple[str, ...]]] = {}
+
+    @functools.wraps(original)
+    def pick(self: Any, value: Any, key: str, shape: Any) -> Any:
+        picker = self._value_picker
+        if (
+            type(value) is not dict
+            or type(picker) not in picker_classes
+            or picker.alias_providers is not default_providers
+            or picker.response_transformers
+        ):
+            return original(self, value, key, shape)
+        parent = getattr(shape, "parent", None)
+        cache_key = (type(picker), key, id(shape), id(parent))
+        entry = candidates.get(cache_key)
+        if entry is None or entry[0] is not shape or entry[1] is not parent:
+            context = serialize.AttributePickerContext(
+                obj=value,
+                key=key,
+                shape=shape,
+                operation_model=self.operation_model,
+                service_model=self.operation_model.service_model,
+                key_path=".".join(self.path),
+            )
+            entry = (shape, parent, tuple(picker.get_possible_keys(context)))
+            candidates[cache_key] = entry
+        for possible_key in entry[2]:
+            # moto's get_value on a dict: a dotted name is a path, any other a plain lookup.
+            found = (
+                get_value(value, possible_key, missing)
+                if "." in possible_key
+                else value.get(possible_key, missing)
+            )
+            if found is not missing:
+                return found
+        return None
+
+    serialize.ResponseSerializer.get_value = pick  # type: ignore[method-assign]
+
+
 class _Narrowed:
     """The backend as one SendTask* call sees it: its only execution is the token's owner."""
 
@@ -533,6 +598,7 @@ PATCHES: list[moto_patches.Patch] = [
     ("hot_path_helpers", _patch_hot_path_helpers),
     ("partition_query", _patch_partition_query),
     ("transaction_backup", _patch_transaction_backup),
+    ("serializer_key_cache", _patch_serializer_key_cache),
 ]
 
 request_counter.add_section("program_cache", lambda: dict(program_cache_stats))
