@@ -329,6 +329,22 @@ async def test_concurrent_callbacks_do_not_block_each_other(settings_factory: An
         await eventually(all_succeeded, timeout=60, what="every execution to succeed")
 
 
+def _create_ranged_table(dynamodb: Any, name: str, *, sort_key_type: str) -> None:
+    """An on-demand table keyed by a string `pk` and a `sk` of the given type."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": sort_key_type},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def test_a_transaction_backs_up_and_restores_only_the_items_it_names(
     embedded_aws: EmbeddedAws, settings_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -349,18 +365,7 @@ def test_a_transaction_backs_up_and_restores_only_the_items_it_names(
     )
     ranged = f"{settings.resource_prefix}-tx-ranged-{uuid.uuid4().hex[:6]}"
     plain = f"{settings.resource_prefix}-tx-plain-{uuid.uuid4().hex[:6]}"
-    dynamodb.create_table(
-        TableName=ranged,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _create_ranged_table(dynamodb, ranged, sort_key_type="S")
     dynamodb.create_table(
         TableName=plain,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -440,18 +445,7 @@ def test_responses_are_serialized_byte_for_byte_as_moto_does(
     dynamodb: Any = boto3.client("dynamodb", **kwargs)
     sqs: Any = boto3.client("sqs", **kwargs)
     table = f"{settings.resource_prefix}-serialized-{uuid.uuid4().hex[:6]}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _create_ranged_table(dynamodb, table, sort_key_type="N")
     every_type = {
         "s": {"S": "text"},
         "n": {"N": "12.5"},
