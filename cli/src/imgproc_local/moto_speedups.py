@@ -366,6 +366,9 @@ class _TransactionTables:
     def __init__(self, tables: dict[str, Any], transact_items: list[dict[str, Any]]) -> None:
         self._tables = tables
         self._transact_items = transact_items
+        # moto backs a table up once per operation on it, all before the first one runs: one
+        # backup per table serves them all.
+        self._to_back_up: dict[str, _ItemsToBackUp] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._tables
@@ -374,7 +377,9 @@ class _TransactionTables:
         table = self._tables[name]
         if table.stream_shard is not None:
             return table
-        return _ItemsToBackUp(table, self._named_keys(name, table))
+        if name not in self._to_back_up:
+            self._to_back_up[name] = _ItemsToBackUp(table, self._named_keys(name, table))
+        return self._to_back_up[name]
 
     def __setitem__(self, name: str, backup: Any) -> None:
         if isinstance(backup, _ItemsBackup):
@@ -410,14 +415,17 @@ class _ItemsToBackUp:
     def __init__(self, table: Any, keys: list[tuple[Any, Any]]) -> None:
         self._table = table
         self._keys = keys
+        self._backup: _ItemsBackup | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _ItemsBackup:
-        saved: dict[tuple[Any, Any], Any] = {}
-        for hash_value, range_value in self._keys:
-            if (hash_value, range_value) not in saved:
-                current = self._table.get_item(hash_value, range_value)
-                saved[(hash_value, range_value)] = copy.deepcopy(current, memo)
-        return _ItemsBackup(self._table, saved)
+        if self._backup is None:
+            saved: dict[tuple[Any, Any], Any] = {}
+            for hash_value, range_value in self._keys:
+                if (hash_value, range_value) not in saved:
+                    current = self._table.get_item(hash_value, range_value)
+                    saved[(hash_value, range_value)] = copy.deepcopy(current, memo)
+            self._backup = _ItemsBackup(self._table, saved)
+        return self._backup
 
 
 class _ItemsBackup:
