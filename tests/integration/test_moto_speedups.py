@@ -22,7 +22,7 @@ from helpers import eventually
 
 from imgproc_local import moto_speedups, request_counter
 from imgproc_local.bootstrap import STATE_MACHINE_ROLE
-from imgproc_local.embedded_aws import EmbeddedAws
+from imgproc_local.embedded_aws import EMBEDDED_ACCOUNT, EmbeddedAws
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.settings import Settings
 
@@ -509,4 +509,69 @@ def test_responses_are_serialized_byte_for_byte_as_moto_does(
         assert ours == theirs, operation
     assert b"deeper" in bodies["patched"][0] and b"LastEvaluatedKey" in bodies["patched"][1]
     dynamodb.delete_table(TableName=table)
+    sqs.delete_queue(QueueUrl=queue_url)
+
+
+def _sqs_backend() -> Any:
+    from moto.sqs.models import sqs_backends
+
+    return sqs_backends[EMBEDDED_ACCOUNT]["us-east-1"]
+
+
+def test_sqs_reads_a_queues_attributes_once_per_call_and_never_per_message_received(
+    embedded_aws: EmbeddedAws, settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receive hands out messages without computing the queue's attributes (moto computed
+    them three times per message, each walking every message held), still refuses a message past
+    its retention period, and `GetQueueAttributes` answers as moto does from one computation."""
+    if not moto_speedups.speedups_enabled():
+        pytest.skip("the stock-moto baseline computes the attributes per message")
+    from moto.sqs.models import Queue, SQSBackend
+
+    settings: Settings = settings_factory()
+    sqs: Any = boto3.client("sqs", endpoint_url=embedded_aws.endpoint_url, region_name="us-east-1")
+    name = f"{settings.resource_prefix}-attributes-{uuid.uuid4().hex[:6]}"
+    queue_url = sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"
+    ]
+    for index in range(6):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=f"message {index}")
+
+    computed = Counter[str]()
+    attributes = Queue.attributes
+
+    def counted(self: Any) -> dict[str, Any]:
+        computed["attributes"] += 1
+        return attributes.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(Queue, "attributes", property(counted))
+    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=5, VisibilityTimeout=30)
+    assert len(received["Messages"]) == 5
+    assert computed["attributes"] == 0
+
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "Policy"]
+    answered = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    assert answered == {
+        "ApproximateNumberOfMessages": "1",
+        "ApproximateNumberOfMessagesNotVisible": "5",
+    }
+    assert computed["attributes"] == 1
+    monkeypatch.setattr(Queue, "attributes", attributes)
+
+    # The same answers as moto's own functions, asked directly of the backend.
+    backend = _sqs_backend()
+    ours, theirs = SQSBackend.get_queue_attributes, SQSBackend.get_queue_attributes.__wrapped__  # type: ignore[attr-defined]
+    for asked in (names, ["All"], ["VisibilityTimeout", "VisibilityTimeout"], ["FifoQueue"], []):
+        assert ours(backend, name, asked) == theirs(backend, name, asked), asked
+    with pytest.raises(ClientError) as invalid:
+        sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["NoSuchAttribute"])
+    assert invalid.value.response["Error"]["Code"] == "InvalidAttributeName"
+
+    check = SQSBackend.is_message_valid_based_on_retention_period
+    moto_check = check.__wrapped__  # type: ignore[attr-defined]
+    held = backend.get_queue(name)._messages[-1]
+    assert check(backend, name, held) is moto_check(backend, name, held) is True
+    held.sent_timestamp -= 61_000  # sent 61 s ago: past the 60 s retention period
+    assert check(backend, name, held) is moto_check(backend, name, held) is False
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=5)
     sqs.delete_queue(QueueUrl=queue_url)
