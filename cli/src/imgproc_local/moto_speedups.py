@@ -458,11 +458,11 @@ def _patch_queue_attributes() -> None:
     """SQS reads the one attribute it needs instead of computing them all.
 
     moto checks each message a receive hands out against the queue's retention period by
-    asking `get_queue_attributes(["MessageRetentionPeriod"])`, and that computes every
-    attribute of the queue three times, three of them (the approximate counts) walking every
-    message held: receiving 10 messages from a queue holding 3,000 cost 45 ms instead of ~4,
-    so a library import's backlog slowed every receive. Here the check reads the period
-    itself, and `GetQueueAttributes` computes the attributes once per call.
+    asking `get_queue_attributes(["MessageRetentionPeriod"])`, which computes every attribute
+    of the queue three times, and the approximate counts among them walk every message held:
+    receiving 10 messages from a queue holding 3,000 cost 45 ms instead of ~2, so a library
+    import's backlog slowed every receive. Here the check reads the period itself, and
+    `GetQueueAttributes` computes the attributes once per call.
     """
     import moto.sqs.models as sqs_models
     from moto.sqs.exceptions import InvalidAttributeName
