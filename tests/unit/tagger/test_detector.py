@@ -208,6 +208,16 @@ def test_input_is_bgr_normalised_nchw_at_416() -> None:
     assert red == pytest.approx((200 - 123.675) / 58.395, abs=1e-5)
 
 
+def test_input_normalises_every_pixel_and_channel_as_the_formula_does() -> None:
+    pixels = np.random.default_rng(7).integers(0, 256, (INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+    batch = detector_input(Image.fromarray(pixels))  # already 416 px: the resize keeps the pixels
+    bgr = pixels[:, :, ::-1].astype(np.float32)
+    mean = np.array([103.53, 116.28, 123.675], dtype=np.float32)
+    std = np.array([57.375, 57.12, 58.395], dtype=np.float32)
+    expected = ((bgr - mean) / std).transpose(2, 0, 1)[np.newaxis]
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-6)
+
+
 def test_input_stretches_the_whole_image_without_flipping_it() -> None:
     image = Image.new("RGB", (800, 100), (0, 0, 0))
     image.paste((255, 255, 255), (400, 0, 800, 50))  # the top-right quarter is white
