@@ -183,6 +183,28 @@ async def test_the_index_follows_processed_retagged_and_deleted_images(api: ApiH
     assert await found() == [] and await labels(api, headers) == {}
 
 
+async def test_indexing_an_image_deleted_meanwhile_leaves_no_entries(api: ApiHarness) -> None:
+    """The indexer's writes can land after the delete's own removal: it checks afterwards."""
+    headers = await api.sign_in("search-race")
+    album = (await api.create_album(headers, "race"))["album_id"]
+    index = SearchIndex(api.aws, ResourceNames.from_settings(api.settings))
+
+    def image(rec: dict[str, Any]) -> ImageRecord:
+        parsed = {"metadata": json.loads(rec["metadata"]), "tags": json.loads(rec["tags"])}
+        return ImageRecord.model_validate({**rec, **parsed})
+
+    async def indexed() -> set[str]:
+        page = await index.search("search-race", SearchFilter(), limit=10)
+        return {entry.image_id for entry in page.entries}
+
+    kept = record("search-race", album, "2024-07-14T10:00:00", [DOG])
+    await store(api, kept, announce=False)
+    deleted = record("search-race", album, "2024-07-15T10:00:00", [CAT])  # no record: deleted
+    await index.index_unless_deleted(image(kept))
+    await index.index_unless_deleted(image(deleted))
+    assert await indexed() == {kept["image_id"]}
+
+
 async def _empty(pending: Any) -> bool:
     return not await pending
 

@@ -165,10 +165,7 @@ class ExactDuplicates:
         try:
             record = await self.catalog.get_image(image_id)
             if record is not None:
-                await index.index_record(record)
-                # Deleted while we wrote: the delete's own removal may have run before ours.
-                if await self.catalog.get_image(image_id, ("image_id",)) is None:
-                    await index.remove_image(str(record.owner), image_id)
+                await index.index_unless_deleted(record)
         except (ClientError, BotoCoreError, RuntimeError) as exc:
             bound.warning("image not indexed for search", error=str(exc)[:300])
 

@@ -530,6 +530,13 @@ class SearchIndex:
                 return True
         raise RuntimeError(f"search entries of {record.image_id} kept changing under us")
 
+    async def index_unless_deleted(self, record: ImageRecord) -> None:
+        """`index_record`, then remove the entries again if the image was deleted meanwhile:
+        the delete's own removal may have run before our writes."""
+        await self.index_record(record)
+        if await self.catalog.get_image(record.image_id, ("image_id",)) is None:
+            await self.remove_image(str(record.owner), record.image_id)
+
     async def _original_of(self, record: ImageRecord) -> ImageRecord | None:
         """The record a `DUPLICATE` shows (None for any other image, or when it is gone)."""
         if record.status != ImageStatus.DUPLICATE.value or not record.duplicate_of:

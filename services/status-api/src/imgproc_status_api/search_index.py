@@ -57,16 +57,11 @@ class SearchIndexer:
                 await self.index.remove_image(event.owner, event.image_id)
             log.info("image gone: its search entries removed", image_id=event.image_id)
             return
-        await self.index.index_record(record)
-        # Deleted while we wrote: the delete's own removal may have run before our writes.
-        if await self.catalog.get_image(event.image_id, ("image_id",)) is None:
-            await self.index.remove_image(str(record.owner), event.image_id)
+        await self.index.index_unless_deleted(record)
         self.indexed += 1
         log.info("image indexed", image_id=event.image_id, status=record.status)
         for duplicate in await self.duplicates.duplicates_of(record):
-            await self.index.index_record(duplicate)
-            if await self.catalog.get_image(duplicate.image_id, ("image_id",)) is None:
-                await self.index.remove_image(str(duplicate.owner), duplicate.image_id)
+            await self.index.index_unless_deleted(duplicate)
             log.info("duplicate indexed with its original", image_id=duplicate.image_id)
 
     async def _handle_message(self, message: dict[str, Any]) -> bool:
