@@ -13,7 +13,11 @@
 3. CPU per 20 MP baseline JPEG (decode + both models, one thread, `time.thread_time`, median of
    `--repeat` runs after a warm-up): a generated 5472x3648 photo, plus the corpus's
    kleiber_6028x3391.jpg beside the checkout when it is there; the target is 0.15 s.
-4. Classifier throughput (preprocess, inference at batch 1 and 8) over the corpus photos, a
+4. The detector's two packaged models, int8 and float, on the labelled set's photos: how many of
+   the float model's detections (score >= 0.35) the int8 one finds too (same class, IoU >= 0.5),
+   the boxes' mean IoU and the scores' mean change, and CPU ms per run of each (interleaved).
+   The rest of the benchmark runs the one `--detector-precision` picks (auto: as a worker would).
+5. Classifier throughput (preprocess, inference at batch 1 and 8) over the corpus photos, a
    `--photos` DIR, or generated ones.
 
 The models run with one intra-op thread, as a worker does by default; times are CPU seconds of
@@ -21,6 +25,7 @@ the calling thread, so images/s per core is 1 / time whatever else runs on the m
 
     python -m bench.tagger [DIR] [--repeat N] [--json] [--photos DIR] [--no-corpus]
         [--no-throughput] [--engine auto|recognizer|classifier]
+        [--detector-precision auto|int8|fp32]
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ TARGET_CPU_S_PER_20MP = 0.15
 BEFORE_MIN_CONFIDENCE = 60.0
 MAX_LABELS = 10
 REGION_MIN_IOU = 0.3
+# Two models' detections are the same object when their class is and their boxes overlap so.
+SAME_DETECTION_MIN_IOU = 0.5
+COMPARED_MIN_SCORE = 0.35
 
 Category = Literal["people", "animals", "vehicles", "food", "indoor", "outdoor"]
 CATEGORIES: tuple[Category, ...] = ("people", "animals", "vehicles", "food", "indoor", "outdoor")
@@ -624,6 +632,62 @@ def summarize_throughput(rows: list[dict[str, Any]]) -> dict[str, float]:
 # --- the run ----------------------------------------------------------------------------------
 
 
+# --- the detector's precisions ----------------------------------------------------------------
+
+
+def compare_precisions(images: Sequence[Image.Image], repeat: int) -> dict[str, Any]:
+    """The int8 detector against the float one on the same decoded photos (see 4. above)."""
+    from imgproc_tagger.detector import Detector, _packaged_model, box_iou, detector_input
+
+    cpu = ["CPUExecutionProvider"]
+    float_model = Detector(_packaged_model("fp32"), providers=cpu, precision="fp32")
+    int8_model = Detector(_packaged_model("int8"), providers=cpu, precision="int8")
+    found = matched = 0
+    ious: list[float] = []
+    score_changes: list[float] = []
+    int8_only = 0
+    for image in images:
+        expected = float_model.detect(image, COMPARED_MIN_SCORE)
+        got = int8_model.detect(image, COMPARED_MIN_SCORE)
+        found += len(expected)
+        used: set[int] = set()
+        for detection in expected:
+            same = [
+                i
+                for i, g in enumerate(got)
+                if g.class_index == detection.class_index and i not in used
+            ]
+            if not same:
+                continue
+            overlaps = box_iou(np.array(detection.box), np.array([got[i].box for i in same]))
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= SAME_DETECTION_MIN_IOU:
+                matched += 1
+                used.add(same[best])
+                ious.append(float(overlaps[best]))
+                score_changes.append(got[same[best]].score - detection.score)
+        int8_only += len(got) - len(used)
+    batches = [detector_input(image) for image in images]
+    ms: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(repeat):  # interleaved, so that the machine's load falls on both alike
+        for name, model in (("fp32", float_model), ("int8", int8_model)):
+            started = time.thread_time()
+            for batch in batches:
+                model.raw_outputs(batch)
+            ms[name].append((time.thread_time() - started) * 1000 / max(len(batches), 1))
+    return {
+        "photos": len(images),
+        "float_detections": found,
+        "matched_by_int8": matched,
+        "int8_only": int8_only,
+        "mean_iou": round(statistics.fmean(ious), 3) if ious else None,
+        "mean_abs_score_change": (
+            round(statistics.fmean(abs(c) for c in score_changes), 3) if score_changes else None
+        ),
+        "ms_per_run": {name: round(statistics.median(v), 1) for name, v in ms.items()},
+    }
+
+
 @dataclass
 class Report:
     engine: str
@@ -635,6 +699,7 @@ class Report:
     thresholds: dict[str, Any] | None
     cpu_per_20mp: list[dict[str, Any]]
     throughput: dict[str, Any] | None
+    detector: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -653,16 +718,23 @@ class Report:
             "thresholds": self.thresholds,
             "cpu_per_20mp": self.cpu_per_20mp,
             "throughput": self.throughput,
+            "detector": self.detector,
             "photos": self.photos,
             "notes": self.notes,
         }
 
 
 @contextmanager
-def _models(engine_choice: str) -> Iterator[tuple[RecognizerEngine | ClassifierAlone, Any, float]]:
+def _models(
+    engine_choice: str, detector_precision: str
+) -> Iterator[tuple[RecognizerEngine | ClassifierAlone, Any, float]]:
     with tempfile.TemporaryDirectory() as cache:
         # A private cache: the benchmark never touches the user's, and times a cold build too.
-        settings = TaggerSettings(model_cache_dir=Path(cache), intra_op_threads=1)
+        settings = TaggerSettings(
+            model_cache_dir=Path(cache),
+            intra_op_threads=1,
+            detector_precision=detector_precision,  # type: ignore[arg-type]
+        )
         started = time.perf_counter()
         classifier = open_classifier(settings)
         use_recognizer = engine_choice == "recognizer" or (
@@ -677,7 +749,7 @@ def _models(engine_choice: str) -> Iterator[tuple[RecognizerEngine | ClassifierA
 
 
 def run(args: argparse.Namespace) -> Report:
-    with _models(args.engine) as (engine, classifier, build_s):
+    with _models(args.engine, args.detector_precision) as (engine, classifier, build_s):
         before = ClassifierAlone(classifier, BEFORE_MIN_CONFIDENCE)
         for warm in warm_up_photos():
             engine.run(warm)
@@ -711,6 +783,14 @@ def run(args: argparse.Namespace) -> Report:
             big.append((CORPUS_20MP.name, CORPUS_20MP.read_bytes()))
         cpu = [cpu_per_photo(engine, name, data, args.repeat) for name, data in big]
 
+        detector = None
+        if isinstance(engine, RecognizerEngine):
+            images = [raw.prepared.detector_image for _, raw in raws]
+            detector = {
+                "precision": engine.recognizer.detector.precision,
+                "comparison": compare_precisions(images, args.repeat),
+            }
+
         throughput = None
         if not args.no_throughput:
             source, photos = load_photos(args.photos, not args.no_corpus)
@@ -734,6 +814,7 @@ def run(args: argparse.Namespace) -> Report:
         thresholds,
         cpu,
         throughput,
+        detector,
         notes,
     )
 
@@ -743,7 +824,12 @@ def _pct(share: float | None) -> str:
 
 
 def print_table(report: Report) -> None:
-    print(f"tagger benchmark: {report.engine}, 1 intra-op thread; set {report.labelled_set}")
+    detector = report.detector
+    precision = f", {detector['precision']} detector" if detector else ""
+    print(
+        f"tagger benchmark: {report.engine}{precision}, 1 intra-op thread; "
+        f"set {report.labelled_set}"
+    )
     print(f"models built in {report.model_build_s:.2f} s (first start; cached after)")
     print()
     header = f"{'photo':<36} {'cat':<8} {'hit':<4} {'box':<5} {'dec':>5} {'cls':>5} {'det':>5}"
@@ -820,6 +906,16 @@ def print_table(report: Report) -> None:
             f"{c['decode_s']:.3f}, classifier {c['classifier_s']:.3f}, detector "
             f"{c['detector_s']:.3f}) {'ok' if c['within_target'] else 'OVER TARGET'}"
         )
+    if detector:
+        c = detector["comparison"]
+        print(
+            f"detector int8 against float on the set's {c['photos']} photos: "
+            f"{c['matched_by_int8']} of {c['float_detections']} float detections (score >= "
+            f"{COMPARED_MIN_SCORE}) found alike (same class, IoU >= {SAME_DETECTION_MIN_IOU}), "
+            f"{c['int8_only']} int8 ones without a float match; mean IoU {c['mean_iou']}, mean "
+            f"score change {c['mean_abs_score_change']}; CPU ms per run: float "
+            f"{c['ms_per_run']['fp32']}, int8 {c['ms_per_run']['int8']}"
+        )
     if report.throughput and report.throughput["summary"]:
         t = report.throughput
         summary = t["summary"]
@@ -856,6 +952,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "recognizer", "classifier"),
         default="auto",
         help="auto: the recognizer where it is installed, else the classifier alone",
+    )
+    parser.add_argument(
+        "--detector-precision",
+        choices=("auto", "int8", "fp32"),
+        default="auto",
+        help="which packaged detector the recognizer runs (auto: as a worker on this machine)",
     )
     args = parser.parse_args(argv)
     # Log lines (the model build) go to stderr, so that `--json` prints one document on stdout.

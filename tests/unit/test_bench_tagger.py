@@ -103,6 +103,18 @@ def test_the_benchmark_scores_every_photo_and_reports_the_shares(tmp_path: Path)
         assert "Person" in [label["name"] for label in rotated["labels"]]
         assert rotated["region"]["match"], rotated["region"]
         assert report["thresholds"]["trade_off"], report["thresholds"]
+        # Part 4: the int8 detector against the float one on the same three photos.
+        from imgproc_tagger.detector import choose_precision, cpu_flags
+
+        detector = report["detector"]
+        assert detector["precision"] == choose_precision(
+            "auto", ["CPUExecutionProvider"], cpu_flags()
+        )
+        comparison = detector["comparison"]
+        assert comparison["photos"] == 3
+        assert 0 < comparison["matched_by_int8"] <= comparison["float_detections"]
+        assert 0.5 <= comparison["mean_iou"] <= 1.0
+        assert comparison["ms_per_run"]["fp32"] > 0 and comparison["ms_per_run"]["int8"] > 0
 
 
 def test_a_folder_without_labels_is_a_clear_error(tmp_path: Path) -> None:

@@ -19,6 +19,9 @@ from imgproc_tagger.detector import (
     STRIDES,
     Detection,
     Detector,
+    box_iou,
+    choose_precision,
+    cpu_flags,
     decode,
     detector_input,
     nms,
@@ -31,9 +34,14 @@ DOG, HORSE, PERSON, BICYCLE, TRUCK, CAT = 16, 17, 0, 1, 7, 15
 Array = np.ndarray[Any, Any]
 
 
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return open_detector(TaggerSettings(execution_provider="cpu"))
+# The real-model tests run on both packaged models: the float one and its int8 quantization.
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def detector(request: pytest.FixtureRequest) -> Detector:
+    opened = open_detector(
+        TaggerSettings(execution_provider="cpu", detector_precision=request.param)
+    )
+    assert opened.precision == request.param
+    return opened
 
 
 def _empty_outputs() -> tuple[list[Array], list[Array]]:
@@ -253,10 +261,58 @@ def test_a_damaged_model_file_is_a_readable_error(tmp_path: Path) -> None:
         open_detector(TaggerSettings(detector_path=broken, execution_provider="cpu"))
 
 
-def test_a_damaged_packaged_model_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detector_module, "MODEL_SHA256", "0" * 64)
-    with pytest.raises(ModelUnavailable, match="damaged"):
-        open_detector(TaggerSettings(execution_provider="cpu"))
+@pytest.mark.parametrize(
+    ("precision", "digest"), [("fp32", "MODEL_SHA256"), ("int8", "MODEL_INT8_SHA256")]
+)
+def test_a_damaged_packaged_model_is_refused(
+    monkeypatch: pytest.MonkeyPatch, precision: str, digest: str
+) -> None:
+    monkeypatch.setattr(detector_module, digest, "0" * 64)
+    settings = TaggerSettings(execution_provider="cpu", detector_precision=precision)
+    with pytest.raises(ModelUnavailable, match=f"packaged {precision} detector model is damaged"):
+        open_detector(settings)
+
+
+# --- which packaged model runs ----------------------------------------------------------------
+
+CPU = ["CPUExecutionProvider"]
+CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+AVX2_ONLY = frozenset({"sse4_2", "avx2", "fma"})
+
+
+@pytest.mark.parametrize("flags", [{"avx512_vnni"}, {"avx_vnni"}, {"avx2", "avx512_vnni"}])
+def test_auto_runs_the_int8_model_on_a_cpu_with_vnni(flags: set[str]) -> None:
+    assert choose_precision("auto", CPU, AVX2_ONLY | flags) == "int8"
+
+
+def test_auto_runs_the_float_model_without_vnni_on_a_gpu_or_where_flags_are_unknown() -> None:
+    assert choose_precision("auto", CPU, AVX2_ONLY) == "fp32"
+    assert choose_precision("auto", CPU, frozenset()) == "fp32"  # not Linux, or not x86
+    assert choose_precision("auto", CUDA, AVX2_ONLY | {"avx512_vnni"}) == "fp32"
+
+
+def test_a_named_precision_is_taken_as_it_is() -> None:
+    assert choose_precision("int8", CPU, AVX2_ONLY) == "int8"
+    assert choose_precision("fp32", CPU, frozenset({"avx512_vnni"})) == "fp32"
+
+
+def test_cpu_flags_come_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 avx512_vnni\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx2 avx512_vnni\n"
+    )
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_vnni"}
+    assert cpu_flags(tmp_path / "absent") == frozenset()
+
+
+def test_a_model_file_of_ones_own_is_run_as_it_is(tmp_path: Path) -> None:
+    own = tmp_path / "own.onnx"
+    own.write_bytes(detector_module.load_detector_model(TaggerSettings(), "fp32"))
+    opened = open_detector(
+        TaggerSettings(detector_path=own, execution_provider="cpu", detector_precision="int8")
+    )
+    assert opened.precision == "custom"
 
 
 # --- the real model on real photos -----------------------------------------------------------
@@ -287,6 +343,28 @@ def test_finds_the_dog_the_bicycle_and_the_truck(detector: Detector) -> None:
     truck = _best(detector.detect(image, score_threshold=0.3), "truck")
     truck_x, truck_y = _centre(truck.box)
     assert truck_x > 0.6 and truck_y < 0.35
+
+
+@pytest.mark.parametrize(
+    "photo", ["person_dog_horse.jpg", "dog_bicycle_truck.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
+)
+def test_the_int8_model_finds_what_the_float_one_finds(photo: str) -> None:
+    """Each float detection scored >= 0.4 has its int8 twin: same class, nearly the same box
+    and score (the labelled set's figures are in `make bench`, bench.tagger part 4)."""
+    image = Image.open(TAGGER_FIXTURES / photo)
+    settings = TaggerSettings(execution_provider="cpu")
+    floats = open_detector(settings.model_copy(update={"detector_precision": "fp32"}))
+    ints = open_detector(settings.model_copy(update={"detector_precision": "int8"}))
+    expected = floats.detect(image, score_threshold=0.4)
+    got = ints.detect(image, score_threshold=0.3)
+    assert expected
+    for detection in expected:
+        twins = [g for g in got if g.class_index == detection.class_index]
+        assert twins, f"int8 lost the {detection.name} ({detection.score:.2f})"
+        overlaps = box_iou(np.array(detection.box), np.array([t.box for t in twins]))
+        twin = twins[int(np.argmax(overlaps))]
+        assert overlaps.max() >= 0.85, (detection, twin)
+        assert twin.score == pytest.approx(detection.score, abs=0.05), (detection, twin)
 
 
 def test_a_mirrored_photo_gives_mirrored_boxes(detector: Detector) -> None:

@@ -24,6 +24,9 @@ class TaggerSettings(BaseSettings):
     weights_path: Path | None = None
     # The object detector's ONNX file; unset means the one shipped in the package.
     detector_path: Path | None = None
+    # Which packaged detector runs: "auto" is the int8 one on a CPU with VNNI (half the CPU
+    # time, the same labels on the labelled set), the float one elsewhere and on a GPU.
+    detector_precision: Literal["auto", "int8", "fp32"] = "auto"
     # Images classified in one inference call, and how long the first one waits for company.
     batch_size: int = Field(default=8, ge=1, le=64)
     batch_wait_ms: float = Field(default=10.0, ge=0)

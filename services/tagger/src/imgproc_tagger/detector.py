@@ -1,8 +1,11 @@
 """The local object detector: NanoDet (COCO-80, 416 px) on onnxruntime, with boxes.
 
-The ONNX file ships in this package (`data/nanodet-coco.onnx`, made by
-`services/tagger/scripts/convert_nanodet.py`; see `data/NANODET-LICENSE.md`). The whole image is
-resized to 416×416 (no letterbox), so a box's fractions of the input are fractions of the image.
+The ONNX files ship in this package (see `data/NANODET-LICENSE.md`): the float model
+(`data/nanodet-coco.onnx`, made by `services/tagger/scripts/convert_nanodet.py`) and the same
+model with int8 convolutions (`data/nanodet-coco-int8.onnx`, made from it by
+`scripts/quantize_nanodet.py`), which runs in half the CPU time and labels the labelled set
+as the float one does. `choose_precision` picks between them. The whole image is resized to
+416×416 (no letterbox), so a box's fractions of the input are fractions of the image.
 
 The model's outputs, per stride 8, 16 and 32 (52², 26², 13² cells in row-major order): 80
 sigmoid class scores per cell, and a box as four distributions of 11 bins (Generalized Focal
@@ -15,7 +18,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -31,9 +35,19 @@ SCORE_OUTPUTS = tuple(f"scores_{stride}" for stride in STRIDES)
 BOX_OUTPUTS = tuple(f"boxes_{stride}" for stride in STRIDES)
 # Each box side is a distribution over 0..REG_MAX strides.
 REG_MAX = 10
-# The packaged model as convert_nanodet.py writes it: a damaged install is refused.
+# The packaged models as convert_nanodet.py and quantize_nanodet.py write them: a damaged
+# install is refused.
 MODEL_SHA256 = "04527ca658469759134e2ba62d756e5194a7fb50085648ce07b4bb3904fdd5c2"
 MODEL_RESOURCE = "data/nanodet-coco.onnx"
+MODEL_INT8_SHA256 = "1e90151bfb1c339598cba5ed88b22729ab26f0854573a8f662fec48170f87eb3"
+MODEL_INT8_RESOURCE = "data/nanodet-coco-int8.onnx"
+
+Precision = Literal["int8", "fp32"]
+# CPU features with which onnxruntime multiplies uint8 activations by int8 weights exactly
+# (VNNI's dot products accumulate in 32 bits). Without them its AVX2 kernels add pairs of
+# products in 16 bits, which can saturate with full-range int8 weights: the float model is the
+# default there (and on other architectures, where the int8 model has not been measured).
+INT8_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 
 # NanoDet's (GFL head's) point for a cell: its centre, as the upstream decoder has it; checked
 # on real photos (a mirrored photo gives mirrored boxes with it, a stride apart without it).
@@ -160,16 +174,45 @@ def nms(detections: Sequence[Detection], iou: float = 0.5) -> list[Detection]:
     return [d for d, gone in zip(ordered, suppressed, strict=True) if not gone]
 
 
-def _packaged_model() -> bytes:
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them; empty where there is no such file."""
     try:
-        model = resources.files("imgproc_tagger").joinpath(MODEL_RESOURCE).read_bytes()
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def choose_precision(
+    setting: Literal["auto", "int8", "fp32"], providers: Sequence[str], flags: frozenset[str]
+) -> Precision:
+    """Which packaged model runs: the setting when it names one; for "auto", int8 on a CPU
+    provider where the CPU has VNNI, else fp32 (a GPU runs the float model)."""
+    if setting != "auto":
+        return setting
+    if providers[0] != "CPUExecutionProvider":
+        return "fp32"
+    return "int8" if flags & INT8_CPU_FLAGS else "fp32"
+
+
+def _packaged_model(precision: Precision = "fp32") -> bytes:
+    resource, expected = (
+        (MODEL_INT8_RESOURCE, MODEL_INT8_SHA256)
+        if precision == "int8"
+        else (MODEL_RESOURCE, MODEL_SHA256)
+    )
+    try:
+        model = resources.files("imgproc_tagger").joinpath(resource).read_bytes()
     except OSError as exc:
         raise ModelUnavailable(f"the packaged detector model is missing: {exc}") from exc
     digest = hashlib.sha256(model).hexdigest()
-    if digest != MODEL_SHA256:
+    if digest != expected:
         raise ModelUnavailable(
-            f"the packaged detector model is damaged (sha256 {digest[:12]}…, expected "
-            f"{MODEL_SHA256[:12]}…): reinstall imgproc-tagger"
+            f"the packaged {precision} detector model is damaged (sha256 {digest[:12]}…, "
+            f"expected {expected[:12]}…): reinstall imgproc-tagger"
         )
     return model
 
@@ -177,10 +220,19 @@ def _packaged_model() -> bytes:
 class Detector:
     """One onnxruntime session over NanoDet: a PIL image in, COCO detections out."""
 
-    def __init__(self, model: bytes, *, providers: list[str], intra_op_threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        *,
+        providers: list[str],
+        intra_op_threads: int = 1,
+        precision: str = "fp32",
+    ) -> None:
         self._session = inference_session(
             model, providers=providers, intra_op_threads=intra_op_threads, what="detector model"
         )
+        # "int8" / "fp32" for a packaged model, "custom" for a `detector_path` file.
+        self.precision = precision
         names = {output.name for output in self._session.get_outputs()}
         missing = set(SCORE_OUTPUTS + BOX_OUTPUTS) - names
         if missing:
@@ -202,10 +254,10 @@ class Detector:
         return nms(decode(scores, box_bins, score_threshold))
 
 
-def load_detector_model(settings: TaggerSettings) -> bytes:
+def load_detector_model(settings: TaggerSettings, precision: Precision = "fp32") -> bytes:
     """The detector's ONNX bytes: the override file when set, else the packaged model."""
     if settings.detector_path is None:
-        return _packaged_model()
+        return _packaged_model(precision)
     try:
         return settings.detector_path.read_bytes()
     except OSError as exc:
@@ -216,8 +268,11 @@ def load_detector_model(settings: TaggerSettings) -> bytes:
 
 def open_detector(settings: TaggerSettings) -> Detector:
     """Load the detector model and open a session on the chosen provider."""
+    providers = choose_providers(settings.execution_provider)
+    precision = choose_precision(settings.detector_precision, providers, cpu_flags())
     return Detector(
-        load_detector_model(settings),
-        providers=choose_providers(settings.execution_provider),
+        load_detector_model(settings, precision),
+        providers=providers,
         intra_op_threads=settings.intra_op_threads,
+        precision="custom" if settings.detector_path is not None else precision,
     )

@@ -49,7 +49,13 @@ async def setup(ctx: WorkContext) -> None:
     """Worker startup: open the configured backend, so a broken model stops the process now."""
     backend = await open_backend(ctx.settings.tagger_backend, ctx)
     providers = getattr(getattr(backend, "classifier", None), "providers", None)
-    get_logger().info("tagger backend ready", backend=backend.name, providers=providers)
+    detector = getattr(getattr(backend, "recognizer", None), "detector", None)
+    get_logger().info(
+        "tagger backend ready",
+        backend=backend.name,
+        providers=providers,
+        detector_precision=getattr(detector, "precision", None),
+    )
 
 
 async def shutdown(ctx: WorkContext) -> None:
