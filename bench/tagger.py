@@ -637,11 +637,11 @@ def summarize_throughput(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def compare_precisions(images: Sequence[Image.Image], repeat: int) -> dict[str, Any]:
     """The int8 detector against the float one on the same decoded photos (see 4. above)."""
-    from imgproc_tagger.detector import Detector, _packaged_model, box_iou, detector_input
+    from imgproc_tagger.detector import Detector, box_iou, detector_input, packaged_model
 
     cpu = ["CPUExecutionProvider"]
-    float_model = Detector(_packaged_model("fp32"), providers=cpu, precision="fp32")
-    int8_model = Detector(_packaged_model("int8"), providers=cpu, precision="int8")
+    float_model = Detector(packaged_model("fp32"), providers=cpu, precision="fp32")
+    int8_model = Detector(packaged_model("int8"), providers=cpu, precision="int8")
     found = matched = 0
     ious: list[float] = []
     score_changes: list[float] = []

@@ -57,8 +57,8 @@ from imgproc_tagger.detector import (
     INPUT_NAME,
     MODEL_INT8_RESOURCE,
     SCORE_OUTPUTS,
-    _packaged_model,
     detector_input,
+    packaged_model,
 )
 from imgproc_tagger.recognizer import prepare
 
@@ -159,7 +159,7 @@ def main() -> None:
     photos = calibration_photos(args.photos)
     inputs = calibration_inputs(photos)
     print(f"calibrating on {len(inputs)} photos from {args.photos}")
-    packaged = _packaged_model()
+    packaged = packaged_model()
     with tempfile.TemporaryDirectory() as scratch:
         float_path = Path(scratch) / "nanodet-fp32.onnx"
         graph = float_graph(packaged)

@@ -24,7 +24,7 @@ class TaggerSettings(BaseSettings):
     weights_path: Path | None = None
     # The object detector's ONNX file; unset means the one shipped in the package.
     detector_path: Path | None = None
-    # Which packaged detector runs: "auto" is the int8 one on a CPU with VNNI (half the CPU
+    # Which packaged detector runs: "auto" is the int8 one on a CPU with VNNI (2/3 of the CPU
     # time, the same labels on the labelled set), the float one elsewhere and on a GPU.
     detector_precision: Literal["auto", "int8", "fp32"] = "auto"
     # Images classified in one inference call, and how long the first one waits for company.

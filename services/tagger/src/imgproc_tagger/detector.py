@@ -3,8 +3,8 @@
 The ONNX files ship in this package (see `data/NANODET-LICENSE.md`): the float model
 (`data/nanodet-coco.onnx`, made by `services/tagger/scripts/convert_nanodet.py`) and the same
 model with int8 convolutions (`data/nanodet-coco-int8.onnx`, made from it by
-`scripts/quantize_nanodet.py`), which runs in half the CPU time and labels the labelled set
-as the float one does. `choose_precision` picks between them. The whole image is resized to
+`scripts/quantize_nanodet.py`), which takes two thirds of the CPU time and labels the
+labelled set as the float one does. `choose_precision` picks between them. The whole image is resized to
 416×416 (no letterbox), so a box's fractions of the input are fractions of the image.
 
 The model's outputs, per stride 8, 16 and 32 (52², 26², 13² cells in row-major order): 80
@@ -198,7 +198,7 @@ def choose_precision(
     return "int8" if flags & INT8_CPU_FLAGS else "fp32"
 
 
-def _packaged_model(precision: Precision = "fp32") -> bytes:
+def packaged_model(precision: Precision = "fp32") -> bytes:
     resource, expected = (
         (MODEL_INT8_RESOURCE, MODEL_INT8_SHA256)
         if precision == "int8"
@@ -257,7 +257,7 @@ class Detector:
 def load_detector_model(settings: TaggerSettings, precision: Precision = "fp32") -> bytes:
     """The detector's ONNX bytes: the override file when set, else the packaged model."""
     if settings.detector_path is None:
-        return _packaged_model(precision)
+        return packaged_model(precision)
     try:
         return settings.detector_path.read_bytes()
     except OSError as exc:
