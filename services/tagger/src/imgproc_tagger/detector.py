@@ -4,8 +4,9 @@ The ONNX files ship in this package (see `data/NANODET-LICENSE.md`): the float m
 (`data/nanodet-coco.onnx`, made by `services/tagger/scripts/convert_nanodet.py`) and the same
 model with int8 convolutions (`data/nanodet-coco-int8.onnx`, made from it by
 `scripts/quantize_nanodet.py`), which takes two thirds of the CPU time and labels the
-labelled set as the float one does. `choose_precision` picks between them. The whole image is resized to
-416×416 (no letterbox), so a box's fractions of the input are fractions of the image.
+labelled set as the float one does. `choose_precision` picks between them. The whole image is
+resized to 416×416 (no letterbox), so a box's fractions of the input are fractions of the
+image.
 
 The model's outputs, per stride 8, 16 and 32 (52², 26², 13² cells in row-major order): 80
 sigmoid class scores per cell, and a box as four distributions of 11 bins (Generalized Focal
