@@ -34,14 +34,23 @@ DOG, HORSE, PERSON, BICYCLE, TRUCK, CAT = 16, 17, 0, 1, 7, 15
 Array = np.ndarray[Any, Any]
 
 
-# The real-model tests run on both packaged models: the float one and its int8 quantization.
-@pytest.fixture(scope="module", params=["fp32", "int8"])
-def detector(request: pytest.FixtureRequest) -> Detector:
-    opened = open_detector(
-        TaggerSettings(execution_provider="cpu", detector_precision=request.param)
-    )
-    assert opened.precision == request.param
+@pytest.fixture(scope="module")
+def packaged_detectors() -> dict[str, Detector]:
+    """Both packaged models, opened once: the float one and its int8 quantization."""
+    opened = {
+        precision: open_detector(
+            TaggerSettings(execution_provider="cpu", detector_precision=precision)
+        )
+        for precision in ("fp32", "int8")
+    }
+    assert all(d.precision == precision for precision, d in opened.items())
     return opened
+
+
+# The real-model tests run on both packaged models.
+@pytest.fixture(params=["fp32", "int8"])
+def detector(request: pytest.FixtureRequest, packaged_detectors: dict[str, Detector]) -> Detector:
+    return packaged_detectors[request.param]
 
 
 def _empty_outputs() -> tuple[list[Array], list[Array]]:
@@ -348,13 +357,13 @@ def test_finds_the_dog_the_bicycle_and_the_truck(detector: Detector) -> None:
 @pytest.mark.parametrize(
     "photo", ["person_dog_horse.jpg", "dog_bicycle_truck.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
 )
-def test_the_int8_model_finds_what_the_float_one_finds(photo: str) -> None:
+def test_the_int8_model_finds_what_the_float_one_finds(
+    photo: str, packaged_detectors: dict[str, Detector]
+) -> None:
     """Each float detection scored >= 0.4 has its int8 twin: same class, nearly the same box
     and score (the labelled set's figures are in `make bench`, bench.tagger part 4)."""
     image = Image.open(TAGGER_FIXTURES / photo)
-    settings = TaggerSettings(execution_provider="cpu")
-    floats = open_detector(settings.model_copy(update={"detector_precision": "fp32"}))
-    ints = open_detector(settings.model_copy(update={"detector_precision": "int8"}))
+    floats, ints = packaged_detectors["fp32"], packaged_detectors["int8"]
     expected = floats.detect(image, score_threshold=0.4)
     got = ints.detect(image, score_threshold=0.3)
     assert expected

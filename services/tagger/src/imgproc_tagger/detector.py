@@ -227,13 +227,13 @@ class Detector:
         *,
         providers: list[str],
         intra_op_threads: int = 1,
-        precision: str = "fp32",
+        precision: Precision | Literal["custom"] = "fp32",
     ) -> None:
         self._session = inference_session(
             model, providers=providers, intra_op_threads=intra_op_threads, what="detector model"
         )
         # "int8" / "fp32" for a packaged model, "custom" for a `detector_path` file.
-        self.precision = precision
+        self.precision: Precision | Literal["custom"] = precision
         names = {output.name for output in self._session.get_outputs()}
         missing = set(SCORE_OUTPUTS + BOX_OUTPUTS) - names
         if missing:
