@@ -75,6 +75,7 @@ bench: install
 	$(VENV)/bin/python -m bench.thumbnails $(ARGS)
 	$(VENV)/bin/python -m bench.tagger $(ARGS)
 	$(VENV)/bin/python -m bench.search
+	$(VENV)/bin/python -m bench.snapshots
 
 clean:
 	rm -rf .tools $(VENV) .pytest_cache .mypy_cache .ruff_cache infra/cdk.out

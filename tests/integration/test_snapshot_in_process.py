@@ -7,7 +7,6 @@ in-process path is the one taken; each test compares it with the path over the A
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +89,15 @@ async def _populate(settings: Any, aws: AwsClients) -> ResourceNames:
     return names
 
 
-def _files(store: StateStore) -> dict[str, bytes]:
+_NOTHING_WRITTEN = {"items": 0, "items_deleted": 0, "object_files": 0, "objects_deleted": 0}
+
+
+def _saved(store: StateStore) -> dict[str, Any]:
+    """Everything a snapshot holds: each table's items, the object index, the object files."""
     return {
-        str(path.relative_to(store.root)): path.read_bytes()
-        for path in sorted(store.root.rglob("*"))
-        if path.is_file()
+        "tables": {table.value: store.saved_items(table) for table in PERSISTED_TABLES},
+        "index": store.saved_objects(),
+        "files": {path.name: path.read_bytes() for path in sorted(store.objects.iterdir())},
     }
 
 
@@ -126,8 +129,8 @@ async def test_in_process_snapshot_writes_what_the_api_snapshot_wrote(
     assert _housekeeping_reads() == reads_before  # nothing went over HTTP
 
     assert local_counts == api_counts == {"Albums": 3, "Images": 12, "Search": 0, "objects": 4}
-    # Byte for byte the same files: tables (same items, same order), index, objects.
-    assert _files(in_process) == _files(over_api)
+    # The same items, index and object files, byte for byte.
+    assert _saved(in_process) == _saved(over_api)
 
     # And the items are exactly what a Scan returns.
     for table in Table:
@@ -140,7 +143,7 @@ async def test_in_process_snapshot_follows_changes(stack: Any, tmp_path: Path) -
     names = await _populate(settings, aws)
     store = StateStore(tmp_path)
     await store.snapshot(aws, settings, in_process=True)
-    index = json.loads(store.index_path.read_text())
+    index = store.saved_objects()
     multi = store.objects / "thumbnails%2Fmulti.jpg"
     assert multi.exists()
 
@@ -155,12 +158,19 @@ async def test_in_process_snapshot_follows_changes(stack: Any, tmp_path: Path) -
     assert counts == {"Albums": 3, "Images": 11, "Search": 0, "objects": 3}
     assert (store.objects / "thumbnails%2Fimg0%2Fthumbnail.jpg").read_bytes() == b"newer"
     assert not multi.exists()
-    new_index = json.loads(store.index_path.read_text())
+    new_index = store.saved_objects()
     assert new_index[thumb]["etag"] != index[thumb]["etag"]
+    # Only what changed was written: one object file, no item row (the delete removed one).
+    assert store.last_written == {
+        **_NOTHING_WRITTEN,
+        "items_deleted": 1,
+        "object_files": 1,
+        "objects_deleted": 1,
+    }
     # Same as the API path sees it now.
     over_api = StateStore(tmp_path / "api")
     await over_api.snapshot(aws, settings)
-    assert _files(store) == _files(over_api)
+    assert _saved(store) == _saved(over_api)
 
 
 async def test_unchanged_stack_takes_no_new_snapshot(stack: Any, tmp_path: Path) -> None:
@@ -171,7 +181,7 @@ async def test_unchanged_stack_takes_no_new_snapshot(stack: Any, tmp_path: Path)
     assert mutation_count() is not None
 
     def mtimes() -> dict[str, int]:
-        return {str(p): p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()}
+        return {str(p): p.stat().st_mtime_ns for p in store.objects.iterdir()}
 
     # The first snapshot, then one more to settle (requests counted before the first may still
     # have been in flight); after that, a quiet endpoint costs nothing. Other tests' leftovers
@@ -201,18 +211,19 @@ async def test_unchanged_stack_takes_no_new_snapshot(stack: Any, tmp_path: Path)
             break
     else:
         pytest.fail("reads were counted as changes")
-    # Whatever was taken meanwhile rewrote nothing: no file changed.
+    # Whatever was taken meanwhile rewrote nothing: no object file changed.
     assert mtimes() == written
+    assert store.last_written == _NOTHING_WRITTEN
 
     # A write is always picked up by the next round.
     await Catalog(aws, names).put_album(album_id="a9", owner="bob", name="Late")
     counts = await snapshots.take(aws)
     assert counts is not None and counts["Albums"] == 4
-    albums = json.loads((store.tables / "Albums.json").read_text())
+    albums = store.saved_items(Table.ALBUMS)
     assert "a9" in {item["album_id"]["S"] for item in albums}
-    # The objects did not change: neither did their files or the index.
-    changed = {path for path, mtime in mtimes().items() if written.get(path) != mtime}
-    assert changed == {str(store.tables / "Albums.json")}
+    # Only that item was written; the objects did not change, nor did their files.
+    assert store.last_written == {**_NOTHING_WRITTEN, "items": 1}
+    assert mtimes() == written
 
     # The last snapshot of a clean stop is taken whatever the counter says.
     taken = snapshots.taken
@@ -246,7 +257,7 @@ async def test_without_the_endpoint_in_process_snapshots_go_over_the_api(
         assert await snapshots.take(aws) is not None
     assert snapshots.skipped == 0
     assert _housekeeping_reads()["Scan"] == scans + 3 * len(PERSISTED_TABLES)
-    assert _files(store) == _files(expected)
+    assert _saved(store) == _saved(expected)
 
 
 async def test_in_process_state_is_only_found_for_a_stack_this_endpoint_holds(

@@ -11,14 +11,15 @@ One data directory lives through three runs of `up`:
 
 from __future__ import annotations
 
-import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from imgproc_local.persistence import StateStore
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
-from imgproc_shared.resources import ResourceNames
+from imgproc_shared.resources import ResourceNames, Table
 from imgproc_shared.settings import Settings
 
 from fault_stack import (
@@ -57,12 +58,14 @@ async def _originals_intact(settings: Settings, uploads: list[Uploaded]) -> None
 
 def _snapshot(home: Path) -> tuple[dict[str, str], set[str]]:
     """What the last snapshot holds: image id → status, and the object keys."""
-    state = home / "data" / "state"
+    store = StateStore(home / "data")
     try:
-        items = json.loads((state / "tables" / "Images.json").read_text())
-        objects = set(json.loads((state / "objects.json").read_text()))
-    except (OSError, ValueError):
+        items = store.saved_items(Table.IMAGES)
+        objects = set(store.saved_objects())
+    except (OSError, ValueError, sqlite3.Error):
         return {}, set()
+    finally:
+        store.close()
     return {item["image_id"]["S"]: item["status"]["S"] for item in items}, objects
 
 

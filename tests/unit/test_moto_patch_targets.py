@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imgproc_local import moto_fixes, moto_speedups, request_counter
+from imgproc_local import moto_fixes, moto_speedups, request_counter, table_changes
 from imgproc_local.moto_patches import PATCH_TARGETS, PatchTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def test_patched_name_exists_with_the_expected_shape(target: PatchTarget) -> Non
     assert problem is None, problem
 
 
-MODULES = (moto_fixes, request_counter, moto_speedups)
+MODULES = (moto_fixes, request_counter, moto_speedups, table_changes)
 
 
 def test_every_installed_patch_declares_its_targets_under_its_own_module() -> None:

@@ -3,9 +3,9 @@
 Before serving, it turns Step Functions execution on (state machines created before that vanish
 when it flips), points the interpreter's callbacks at the bound port (`MOTO_PORT`; moto's
 threaded server never sets it) and patches moto: the behaviour fixes (`moto_fixes`, with
-`moto_iam` and `s3_post_policy`) and the request counter (`request_counter`) always, the
-speed-ups (`moto_speedups`) unless `IMGPROC_MOTO_SPEEDUPS=0`, and one line per workflow failure
-in the log (`moto_logs`).
+`moto_iam` and `s3_post_policy`), the request counter (`request_counter`) and the record of
+written items that snapshots read (`table_changes`) always, the speed-ups (`moto_speedups`)
+unless `IMGPROC_MOTO_SPEEDUPS=0`, and one line per workflow failure in the log (`moto_logs`).
 
 The HTTP server is waitress, not moto's `ThreadedMotoServer`: werkzeug's development server
 answers every request with `Connection: close` and starts a thread for each connection, so
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgproc_local import moto_fixes, moto_logs, moto_speedups, request_counter
+from imgproc_local import moto_fixes, moto_logs, moto_speedups, request_counter, table_changes
 
 EMBEDDED_ACCOUNT = "123456789012"
 # Threads serving requests: long polls (one per worker process and per status API process, of
@@ -127,6 +127,7 @@ def start_embedded_aws(host: str = "127.0.0.1", port: int = 0) -> EmbeddedAws:
     # moved one stops here, naming the patch.
     request_counter.install()
     moto_fixes.install()
+    table_changes.install()  # snapshots read only the items written since the last one
     if moto_speedups.speedups_enabled():
         moto_speedups.install()
     moto_logs.install()  # one line per workflow failure, not the interpreter's state dumps

@@ -1,10 +1,11 @@
 """What the embedded endpoint's patches of moto rely on, and applying them once each.
 
-The endpoint patches moto 5.2.5 in four modules, each named by what its patches are for:
+The endpoint patches moto 5.2.5 in five modules, each named by what its patches are for:
 `moto_fixes` (moto behaving as AWS does where the pipeline depends on it; always on), with
 `moto_iam` and `s3_post_policy` (authorization and POST policies as AWS evaluates them; always
 on), `request_counter` (what the endpoint serves, counted for `imgproc loadtest`; always on) and
-`moto_speedups` (fast enough to load-test; off with `IMGPROC_MOTO_SPEEDUPS=0`).
+`moto_speedups` (fast enough to load-test; off with `IMGPROC_MOTO_SPEEDUPS=0`) and
+`table_changes` (which items each write touched, for incremental snapshots; always on).
 
 Every moto name a patch relies on is declared in `PATCH_TARGETS` and checked before the patch
 is applied (and by tests/unit/test_moto_patch_targets.py): moto is pinned to 5.2.5, and an
@@ -614,6 +615,66 @@ PATCH_TARGETS: tuple[PatchTarget, ...] = (
     ),
     PatchTarget("moto_speedups", "serializer_key_cache", "moto.core.serialize", "MISSING"),
     PatchTarget("moto_speedups", "serializer_key_cache", "moto.core.serialize", "get_value"),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models.table",
+        "Table.put_item",
+        ("self", "item_attrs"),
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models.table",
+        "Table.delete_item",
+        ("self", "hash_key", "range_key"),
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models",
+        "DynamoDBBackend.update_item",
+        ("self", "table_name", "key"),
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models",
+        "DynamoDBBackend.get_table",
+        ("self", "table_name"),
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models.table",
+        "Table.__init__",
+        assigns="self.range_key_attr",
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models.table",
+        "Table.__init__",
+        assigns="self.name",
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models",
+        "DynamoDBBackend.execute_statement",
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models",
+        "DynamoDBBackend.execute_transaction",
+    ),
+    PatchTarget(
+        "table_changes",
+        "table_changes",
+        "moto.dynamodb.models",
+        "DynamoDBBackend.batch_execute_statement",
+    ),
 )
 
 
@@ -634,8 +695,9 @@ def check_targets(patch: str) -> None:
         raise RuntimeError("; ".join(problems))
 
 
-# A fix or the counter changes what the endpoint answers or reports; a speed-up only how fast.
-PatchKind = Literal["fix", "measurement", "speedup"]
+# A fix or the counter changes what the endpoint answers or reports; a speed-up only how fast;
+# persistence patches record what snapshots need (`table_changes`).
+PatchKind = Literal["fix", "measurement", "persistence", "speedup"]
 Patch = tuple[str, Callable[[], None]]
 
 _installed: dict[str, PatchKind] = {}

@@ -15,11 +15,17 @@ process:
 
 - they read moto's backends directly (`InProcessState`) instead of Scanning the tables and
   GETting objects over HTTP: a Scan of 300 image items cost the endpoint ~2-3 s of CPU in
-  response serialization alone. Items are converted exactly as a Scan's response is, so the
-  files are the same either way; where the backends do not hold the stack (the endpoint is in
-  another process) the snapshot goes over the API as before;
-- objects are written only when new or changed (by ETag), and a table file only when its
-  content changed;
+  response serialization alone. Items are converted exactly as a Scan's response is, so what is
+  stored is the same either way; where the backends do not hold the stack (the endpoint is in
+  another process) the snapshot goes over the API as before, reading everything;
+- they read only the items written since the last snapshot (`table_changes` marks each write's
+  key), and only the objects whose current version is not the one they stored last; the first
+  snapshot of a process reads everything once;
+- what they store is one SQLite database (`state.sqlite`: a row per item and per object, each
+  snapshot one transaction that writes only the rows that changed) beside one file per object,
+  written only when new or changed. Earlier versions rewrote a whole JSON file per table on
+  every change (`tables/*.json`, `objects.json`): such a directory is restored from them, and its
+  first snapshot moves them into the database and removes them;
 - a periodic snapshot is skipped outright while the endpoint has taken no request that can
   change a table or the bucket (`mutation_count`, from `request_counter`;
   O(number of distinct actions), independent of the data). That counter ticks when a request
@@ -35,16 +41,19 @@ fire.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import sqlite3
 import sys
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from imgproc_local import moto_fixes, moto_patches, request_counter
+from imgproc_local import moto_fixes, moto_patches, request_counter, table_changes
 from imgproc_shared.aws import AwsClients
 from imgproc_shared.aws import _credentials as client_credentials
 from imgproc_shared.logging import get_logger
@@ -114,6 +123,14 @@ class InProcessState:
             return None
         return cls(account, tables, bucket)
 
+    def model(self, table: Table) -> Any:
+        """moto's table object (replaced when the table is deleted and created again)."""
+        return self._tables[table]
+
+    def key_attributes(self, table: Table) -> tuple[str, str | None]:
+        model = self._tables[table]
+        return str(model.hash_key_attr), model.range_key_attr
+
     def table_items(self, table: Table) -> list[dict[str, Any]]:
         """The table's items as a consistent Scan returns them: DynamoDB JSON, in key order."""
         from moto.dynamodb.models.dynamo_type import DynamoType
@@ -135,15 +152,55 @@ class InProcessState:
 
         return [attributes(item) for item in items]
 
-    def object_keys(self) -> list[str]:
-        """The bucket's keys, sorted as ListObjectsV2 lists them (delete markers left out)."""
+    def item(self, table: Table, key: table_changes.ItemKey) -> dict[str, Any] | None:
+        """One item as a Scan returns it (None: there is none with that key)."""
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        model = self._tables[table]
+        hash_value, range_value = key
+        with moto_fixes.DYNAMODB_LOCK:
+            # `dict.get`: the items are a defaultdict, which a lookup must not grow.
+            found = dict.get(model.items, hash_value)
+            if model.range_key_attr and found is not None:
+                found = dict.get(found, range_value)
+            if found is None:
+                return None
+            converted: dict[str, Any] = _plain(dict(found.attrs), DynamoType)
+        return converted
+
+    def key_values(self, key: table_changes.ItemKey) -> list[Any]:
+        """An item key's values as a Scan writes them (`_row_key` of the item)."""
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        return [_plain(part, DynamoType) if part is not None else None for part in key]
+
+    def versions(self) -> list[tuple[str, Any]]:
+        """(key, current version) of every key in the bucket: an object, or a delete marker or
+        a disposed version (`is_object` tells)."""
         versions: dict[str, list[Any]] = dict.copy(self._bucket.keys)
-        return sorted(name for name, kept in versions.items() if kept and _is_object(kept[-1]))
+        return [(name, kept[-1]) for name, kept in versions.items() if kept]
+
+    def objects(self) -> list[tuple[str, Any]]:
+        """(key, current version) of every object in the bucket (delete markers left out)."""
+        return [(name, version) for name, version in self.versions() if is_object(version)]
 
     def _latest(self, key: str) -> Any:
         versions = dict.get(self._bucket.keys, key)
         latest = versions[-1] if versions else None
-        return latest if _is_object(latest) else None
+        return latest if is_object(latest) else None
+
+    def object_keys(self) -> list[str]:
+        """The bucket's keys, sorted as ListObjectsV2 lists them (delete markers left out)."""
+        return sorted(name for name, _ in self.objects())
+
+    @staticmethod
+    def version_etag(version: Any) -> str | None:
+        """A version's quoted ETag, as ListObjectsV2 gives it; None if it was disposed of."""
+        try:
+            with version.lock:  # a lazily computed ETag reads the buffer GETs read under it
+                return str(version.etag)
+        except ValueError:  # replaced or deleted meanwhile: its buffer was closed
+            return None
 
     def object_etag(self, key: str) -> str | None:
         """The object's quoted ETag, as ListObjectsV2 gives it; None if it is gone."""
@@ -151,15 +208,14 @@ class InProcessState:
             obj = self._latest(key)
             if obj is None:
                 return None
-            try:
-                with obj.lock:  # a lazily computed ETag reads the buffer GETs read under it
-                    return str(obj.etag)
-            except ValueError:  # replaced or deleted meanwhile: its buffer was closed
-                continue
+            etag = self.version_etag(obj)
+            if etag is not None:
+                return etag
         return None
 
-    def read_object(self, key: str) -> tuple[bytes, str, str | None] | None:
-        """(body, ETag, Content-Type) of the object's current version; None if it is gone."""
+    def read_object(self, key: str) -> tuple[Any, bytes, str, str | None] | None:
+        """(version, body, ETag, Content-Type) of the object's current version; None if it is
+        gone."""
         for _ in range(_READ_ATTEMPTS):
             obj = self._latest(key)
             if obj is None:
@@ -171,7 +227,7 @@ class InProcessState:
             except ValueError:  # replaced or deleted meanwhile: read the new version
                 continue
             content_type = obj.metadata.get("Content-Type")
-            return data, etag, str(content_type) if content_type is not None else None
+            return obj, data, etag, str(content_type) if content_type is not None else None
         return None
 
 
@@ -205,7 +261,7 @@ def _plain(obj: Any, dynamo_type: type[Any]) -> Any:
     return obj
 
 
-def _is_object(version: Any) -> bool:
+def is_object(version: Any) -> bool:
     # A version that holds data (not a delete marker), and has not been disposed of.
     return hasattr(version, "lock") and not getattr(version, "disposed", False)
 
@@ -251,31 +307,190 @@ def mutation_count() -> int | None:
     )
 
 
+# One row per item and per object; each snapshot is one transaction. Created by the first
+# snapshot's transaction, so a database that has these tables holds a whole snapshot.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS items (tbl TEXT NOT NULL, key TEXT NOT NULL, item TEXT NOT NULL,"
+    " PRIMARY KEY (tbl, key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, etag TEXT NOT NULL,"
+    " content_type TEXT) WITHOUT ROWID",
+)
+
+# What one snapshot writes: per table, row key -> item JSON (None: delete the row), and whether
+# those rows are the whole table (every other row goes); per object key, its index entry (None:
+# gone).
+_TableRows = tuple[dict[str, str | None], bool]
+
+
+def _row_key(values: list[Any]) -> str:
+    """An item's row key: its key attributes' values (hash, range or None) as a Scan gives them."""
+    return json.dumps(values, separators=(",", ":"), sort_keys=True)
+
+
+def _item_row_key(item: dict[str, Any], attributes: tuple[str, str | None]) -> str:
+    hash_attr, range_attr = attributes
+    return _row_key([item[hash_attr], item[range_attr] if range_attr else None])
+
+
 class StateStore:
-    """The on-disk copy of one stack's tables and objects."""
+    """The on-disk copy of one stack's tables and objects: `state.sqlite` and `objects/`."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "state"
-        self.tables = self.root / "tables"
         self.objects = self.root / "objects"
-        self.index_path = self.root / "objects.json"
-        # What this store last wrote, so an unchanged file is not written again.
-        self._written_tables: dict[str, list[dict[str, Any]]] = {}
-        self._written_index: dict[str, dict[str, Any]] | None = None
+        self.db_path = self.root / "state.sqlite"
+        # Where earlier versions kept the tables and the object index (read, then removed).
+        self.legacy_tables = self.root / "tables"
+        self.legacy_index = self.root / "objects.json"
+        self._db: sqlite3.Connection | None = None
+        # What the database holds (loaded once): each table's row keys, and the object index.
+        self._keys: dict[str, set[str]] | None = None
+        self._index: dict[str, dict[str, Any]] = {}
         self._on_disk: set[str] = set()
+        # In process: the writes since the last snapshot, the table objects it read, and the
+        # object versions whose files it holds (weakly: a replaced version may go).
+        self._feed: table_changes.ChangeFeed | None = None
+        self._models: dict[Table, Any] = {}
+        self._versions: dict[str, weakref.ref[Any]] = {}
+        # What the last snapshot wrote: rows of items, object files, deleted objects.
+        self.last_written: dict[str, int] = {}
 
     def _object_path(self, key: str) -> Path:
         # One flat file per key: the key quoted, so no user-chosen name can escape the folder.
         return self.objects / quote(key, safe="")
 
-    def _index(self) -> dict[str, dict[str, Any]]:
-        if self._written_index is not None:
-            return dict(self._written_index)
+    # --- the database ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # One snapshot at a time uses it, from whichever thread snapshots.
+            db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives a power cut
+            self._db = db
+        return self._db
+
+    def _has_snapshot(self) -> bool:
+        if not self.db_path.exists():
+            return False
+        found = self._connect().execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'items'"
+        )
+        return bool(found.fetchone()[0])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _load(self) -> dict[str, set[str]]:
+        """What the database holds, read once: each table's row keys and the object index (or
+        an earlier version's index, whose object files are then not written again)."""
+        if self._keys is None:
+            keys: dict[str, set[str]] = {table.value: set() for table in PERSISTED_TABLES}
+            if self._has_snapshot():
+                db = self._connect()
+                for tbl, key in db.execute("SELECT tbl, key FROM items"):
+                    keys.setdefault(tbl, set()).add(key)
+                self._index = {
+                    key: {"etag": etag, "content_type": content_type}
+                    for key, etag, content_type in db.execute(
+                        "SELECT key, etag, content_type FROM objects"
+                    )
+                }
+            else:
+                self._index = self._legacy_index()
+            self._keys = keys
+        return self._keys
+
+    def _legacy_index(self) -> dict[str, dict[str, Any]]:
         try:
-            index: dict[str, dict[str, Any]] = json.loads(self.index_path.read_text())
+            index: dict[str, dict[str, Any]] = json.loads(self.legacy_index.read_text())
             return index
         except (OSError, ValueError):
             return {}
+
+    def saved_items(self, table: Table) -> list[dict[str, Any]]:
+        """The table's items in the last snapshot (the database's, else an earlier version's
+        file), in key order."""
+        if self._has_snapshot():
+            rows = self._connect().execute(
+                "SELECT item FROM items WHERE tbl = ? ORDER BY key", (table.value,)
+            )
+            return [json.loads(item) for (item,) in rows]
+        path = self.legacy_tables / f"{table.value}.json"
+        items: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+        return items
+
+    def saved_objects(self) -> dict[str, dict[str, Any]]:
+        """Object key -> {"etag", "content_type"} in the last snapshot."""
+        if self._has_snapshot():
+            rows = self._connect().execute("SELECT key, etag, content_type FROM objects")
+            return {key: {"etag": etag, "content_type": ct} for key, etag, ct in rows}
+        return self._legacy_index()
+
+    def _commit(self, tables: dict[Table, _TableRows], objects: dict[str, Any]) -> None:
+        """Write one snapshot's changes in one transaction; then drop an earlier version's
+        files, which the database now replaces."""
+        keys = self._load()
+        first = not self._has_snapshot()
+        moved_from_legacy = first and (self.legacy_tables.exists() or self.legacy_index.exists())
+        if first:  # the index read from an earlier version's file goes in whole
+            objects = {**self._index, **objects}
+        db = self._connect()
+        written = deleted = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            for table, (rows, whole) in tables.items():
+                held = keys.setdefault(table.value, set())
+                gone = [key for key, item in rows.items() if item is None]
+                if whole:
+                    gone += [key for key in held if key not in rows]
+                db.executemany(
+                    "DELETE FROM items WHERE tbl = ? AND key = ?",
+                    [(table.value, key) for key in gone],
+                )
+                upserts = [(table.value, k, item) for k, item in rows.items() if item is not None]
+                db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?)", upserts)
+                written += len(upserts)
+                deleted += len([key for key in gone if key in held])
+                held.difference_update(gone)
+                held.update(key for _, key, _ in upserts)
+            db.executemany(
+                "DELETE FROM objects WHERE key = ?",
+                [(key,) for key, entry in objects.items() if entry is None],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
+                [
+                    (key, entry["etag"], entry.get("content_type"))
+                    for key, entry in objects.items()
+                    if entry is not None
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._keys = None  # what the database holds is read again
+            raise
+        for key, entry in objects.items():
+            if entry is None:
+                self._index.pop(key, None)
+            else:
+                self._index[key] = entry
+        self.last_written["items"] = written
+        self.last_written["items_deleted"] = deleted
+        if moved_from_legacy:
+            self.legacy_index.unlink(missing_ok=True)
+            for path in self.legacy_tables.glob("*.json"):
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.legacy_tables.rmdir()
+
+    # --- snapshots ---------------------------------------------------------------------------
 
     async def snapshot(
         self, aws: AwsClients, settings: Settings, *, in_process: bool = False
@@ -289,48 +504,123 @@ class StateStore:
         self, aws: AwsClients, settings: Settings, state: InProcessState | None
     ) -> dict[str, int]:
         names = ResourceNames.from_settings(settings)
-        counts: dict[str, int] = {}
+        self._load()
+        self.last_written = {
+            "items": 0,
+            "items_deleted": 0,
+            "object_files": 0,
+            "objects_deleted": 0,
+        }
+        tables: dict[Table, _TableRows] = {}
         for table in PERSISTED_TABLES:
             if state is not None:
-                items = state.table_items(table)
+                tables[table] = self._table_rows_in_process(state, table)
             else:
-                items = await self._scan(aws, names.table(table))
-            self._write_table(table, items)
-            counts[table.value] = len(items)
-
-        index = self._index()
-        seen: dict[str, dict[str, Any]] = {}
+                tables[table] = await self._table_rows_over_api(aws, names.table(table))
         if state is not None:
-            for key in state.object_keys():
-                known = index.get(key)
-                if known and known.get("etag") == state.object_etag(key) and self._have_file(key):
-                    seen[key] = known
-                    continue
-                read = state.read_object(key)
-                if read is None:  # deleted since it was listed
-                    continue
-                data, etag, content_type = read
-                self._write_object(key, data)
-                seen[key] = {"etag": etag, "content_type": content_type}
+            objects = self._object_changes_in_process(state)
         else:
-            await self._copy_objects_over_api(aws, names.bucket, index, seen)
-        for gone in set(index) - set(seen):
-            self._object_path(gone).unlink(missing_ok=True)
-            self._on_disk.discard(gone)
-        if seen != self._written_index:
-            _atomic_write(self.index_path, json.dumps(seen).encode())
-            self._written_index = seen
-        counts["objects"] = len(seen)
+            objects = await self._object_changes_over_api(aws, names.bucket)
+        for key, entry in objects.items():
+            if entry is None:
+                self._object_path(key).unlink(missing_ok=True)
+                self._on_disk.discard(key)
+                self._versions.pop(key, None)
+                self.last_written["objects_deleted"] += 1
+        self._commit(tables, objects)
+        counts = {table.value: len(self._load()[table.value]) for table in PERSISTED_TABLES}
+        counts["objects"] = len(self._index)
         return counts
 
-    def _write_table(self, table: Table, items: list[dict[str, Any]]) -> None:
-        if self._written_tables.get(table.value) != items:
-            _atomic_write(self.tables / f"{table.value}.json", json.dumps(items).encode())
-            self._written_tables[table.value] = items
+    def _table_rows_in_process(self, state: InProcessState, table: Table) -> _TableRows:
+        """The rows of the items written since the last snapshot; every row, the first time
+        (or when the table object changed: deleted and created again, restored)."""
+        if self._feed is None and table_changes.tracking():
+            self._feed = table_changes.subscribe()
+        model = state.model(table)
+        attributes = state.key_attributes(table)
+        with moto_fixes.DYNAMODB_LOCK:  # no write is half done while the marks are taken
+            changed = self._feed.take(model.name) if self._feed is not None else None
+        if changed is None or self._models.get(table) is not model:
+            self._models[table] = model
+            items = state.table_items(table)
+            return {_item_row_key(item, attributes): json.dumps(item) for item in items}, True
+        rows: dict[str, str | None] = {}
+        for key in changed:
+            item = state.item(table, key)
+            rows[_row_key(state.key_values(key))] = None if item is None else json.dumps(item)
+        return rows, False
+
+    async def _table_rows_over_api(self, aws: AwsClients, table_name: str) -> _TableRows:
+        described = await aws.dynamodb.describe_table(TableName=table_name)
+        schema = {k["KeyType"]: k["AttributeName"] for k in described["Table"]["KeySchema"]}
+        attributes = (schema["HASH"], schema.get("RANGE"))
+        items = await self._scan(aws, table_name)
+        return {_item_row_key(item, attributes): json.dumps(item) for item in items}, True
+
+    def _object_changes_in_process(self, state: InProcessState) -> dict[str, Any]:
+        """Index entries of the objects new or changed since the last snapshot (their files
+        written), and None for the ones gone. A version already stored is not even read."""
+        changes: dict[str, Any] = {}
+        present: set[str] = set()
+        stored_versions = self._versions
+        for key, version in state.versions():
+            stored = stored_versions.get(key)
+            # The version whose file this store wrote or checked (most keys): nothing to read.
+            if (
+                stored is not None
+                and stored() is version
+                and not getattr(version, "disposed", False)
+            ):
+                present.add(key)
+                continue
+            if not is_object(version):
+                continue
+            present.add(key)
+            known = self._index.get(key)
+            if known and known.get("etag") == state.version_etag(version) and self._have_file(key):
+                self._versions[key] = weakref.ref(version)
+                continue
+            read = state.read_object(key)
+            if read is None:  # deleted since it was listed
+                present.discard(key)
+                continue
+            read_version, data, etag, content_type = read
+            self._write_object(key, data)
+            self._versions[key] = weakref.ref(read_version)
+            changes[key] = {"etag": etag, "content_type": content_type}
+        for gone in set(self._index) - present:
+            changes[gone] = None
+        return changes
+
+    async def _object_changes_over_api(self, aws: AwsClients, bucket: str) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        present: set[str] = set()
+        paginator_kwargs: dict[str, Any] = {"Bucket": bucket}
+        while True:
+            page = await aws.s3.list_objects_v2(**paginator_kwargs)
+            for obj in page.get("Contents", []):
+                key, etag = obj["Key"], obj.get("ETag", "")
+                present.add(key)
+                known = self._index.get(key)
+                if known and known.get("etag") == etag and self._have_file(key):
+                    continue
+                response = await aws.s3.get_object(Bucket=bucket, Key=key)
+                async with response["Body"] as body:
+                    data = await body.read()
+                self._write_object(key, data)
+                changes[key] = {"etag": etag, "content_type": response.get("ContentType")}
+            if not page.get("IsTruncated"):
+                break
+            paginator_kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        for gone in set(self._index) - present:
+            changes[gone] = None
+        return changes
 
     def _write_object(self, key: str, data: bytes) -> None:
         _atomic_write(self._object_path(key), data)
         self._on_disk.add(key)
+        self.last_written["object_files"] = self.last_written.get("object_files", 0) + 1
 
     def _have_file(self, key: str) -> bool:
         """Whether the object's file is there (checked on disk once per key and process)."""
@@ -349,38 +639,12 @@ class StateStore:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    async def _copy_objects_over_api(
-        self,
-        aws: AwsClients,
-        bucket: str,
-        index: dict[str, dict[str, Any]],
-        seen: dict[str, dict[str, Any]],
-    ) -> None:
-        paginator_kwargs: dict[str, Any] = {"Bucket": bucket}
-        while True:
-            page = await aws.s3.list_objects_v2(**paginator_kwargs)
-            for obj in page.get("Contents", []):
-                key, etag = obj["Key"], obj.get("ETag", "")
-                known = index.get(key)
-                if known and known.get("etag") == etag and self._have_file(key):
-                    seen[key] = known
-                    continue
-                response = await aws.s3.get_object(Bucket=bucket, Key=key)
-                async with response["Body"] as body:
-                    data = await body.read()
-                self._write_object(key, data)
-                seen[key] = {"etag": etag, "content_type": response.get("ContentType")}
-            if not page.get("IsTruncated"):
-                return
-            paginator_kwargs["ContinuationToken"] = page["NextContinuationToken"]
-
     async def restore(self, aws: AwsClients, settings: Settings) -> dict[str, int]:
         """Load a snapshot into a freshly bootstrapped stack; originals last (they resume)."""
         names = ResourceNames.from_settings(settings)
         counts: dict[str, int] = {}
         for table in PERSISTED_TABLES:
-            path = self.tables / f"{table.value}.json"
-            items = json.loads(path.read_text()) if path.exists() else []
+            items = self.saved_items(table)
             for start in range(0, len(items), 25):
                 requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
                 pending: dict[str, Any] = {names.table(table): requests}
@@ -388,7 +652,7 @@ class StateStore:
                     response = await aws.dynamodb.batch_write_item(RequestItems=pending)
                     pending = response.get("UnprocessedItems") or {}
             counts[table.value] = len(items)
-        index = self._index()
+        index = self.saved_objects()
         # Derived objects first, originals last: an original's notification may start work.
         ordered = sorted(index, key=lambda key: key.startswith(INCOMING_PREFIX))
         restored = 0
