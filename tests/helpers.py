@@ -4,6 +4,9 @@ name `conftest` means depends on the order pytest collects them in)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -16,6 +19,22 @@ from imgproc_shared.permissions import Principal
 from imgproc_shared.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench_json(module: str, *args: str, timeout: float = 240) -> Any:
+    """`python -m bench.<module> ARGS --json` from the repository root: its report, parsed
+    (the run must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args, "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
 
 
 def make_settings(endpoint_url: str, **overrides: Any) -> Settings:

@@ -43,6 +43,18 @@ def _image(image_id: str, **extra: Any) -> dict[str, Any]:
     return {"image_id": {"S": image_id}, "status": {"S": "PROCESSING"}, **extra}
 
 
+def _set_reruns(table_name: str, image_id: str, reruns: int) -> dict[str, Any]:
+    """A transaction's update of one image."""
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": {"image_id": {"S": image_id}},
+            "UpdateExpression": "SET reruns = :r",
+            "ExpressionAttributeValues": {":r": {"N": str(reruns)}},
+        }
+    }
+
+
 def _posting(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}, "n": {"N": "1"}}
 
@@ -103,14 +115,7 @@ async def test_incremental_snapshots_follow_every_kind_of_write(stack: Any, tmp_
     await db.transact_write_items(
         TransactItems=[
             {"Put": {"TableName": search, "Item": _posting("t#7", "img7")}},
-            {
-                "Update": {
-                    "TableName": images,
-                    "Key": {"image_id": {"S": "img4"}},
-                    "UpdateExpression": "SET reruns = :r",
-                    "ExpressionAttributeValues": {":r": {"N": "1"}},
-                }
-            },
+            _set_reruns(images, "img4", 1),
             {"Delete": {"TableName": images, "Key": {"image_id": {"S": "img5"}}}},
         ]
     )
@@ -118,14 +123,7 @@ async def test_incremental_snapshots_follow_every_kind_of_write(stack: Any, tmp_
     try:
         await db.transact_write_items(
             TransactItems=[
-                {
-                    "Update": {
-                        "TableName": images,
-                        "Key": {"image_id": {"S": "img6"}},
-                        "UpdateExpression": "SET reruns = :r",
-                        "ExpressionAttributeValues": {":r": {"N": "9"}},
-                    }
-                },
+                _set_reruns(images, "img6", 9),
                 {"Delete": {"TableName": images, "Key": {"image_id": {"S": "img8"}}}},
                 {
                     "ConditionCheck": {

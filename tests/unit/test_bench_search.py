@@ -4,25 +4,11 @@ checks inside it (the API's answer equals the index's, nobody else's images) hel
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from helpers import run_bench_json
 
 
 def test_the_search_benchmark_reports_every_kind() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.search", "--images", "300", "--repeat", "2", "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
+    report = run_bench_json("search", "--images", "300", "--repeat", "2")
     assert report["images"] == 300 and report["items_written"] > 300
     kinds = report["kinds"]
     assert {"label (common)", "date (one month)", "camera", "album", "near (10 km)"} <= set(kinds)

@@ -3,25 +3,12 @@ snapshot after ten photos' writes stored exactly those writes (not the library).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from helpers import run_bench_json
 
 
 def test_the_snapshot_benchmark_stores_only_what_each_round_wrote() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.snapshots", "--images", "150,300", "--repeat", "2", "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(result.stdout)["sizes"]
+    report = run_bench_json("snapshots", "--images", "150,300", "--repeat", "2")
+    rows = report["sizes"]
     assert [row["images"] for row in rows] == [150, 300]
     for row in rows:
         assert row["items"] > row["images"] and row["objects"] == 4 * row["images"]
