@@ -168,7 +168,8 @@ class InProcessState:
             converted: dict[str, Any] = _plain(dict(found.attrs), DynamoType)
         return converted
 
-    def key_values(self, key: table_changes.ItemKey) -> list[Any]:
+    @staticmethod
+    def key_values(key: table_changes.ItemKey) -> list[Any]:
         """An item key's values as a Scan writes them (`_row_key` of the item)."""
         from moto.dynamodb.models.dynamo_type import DynamoType
 
@@ -189,10 +190,6 @@ class InProcessState:
         latest = versions[-1] if versions else None
         return latest if is_object(latest) else None
 
-    def object_keys(self) -> list[str]:
-        """The bucket's keys, sorted as ListObjectsV2 lists them (delete markers left out)."""
-        return sorted(name for name, _ in self.objects())
-
     @staticmethod
     def version_etag(version: Any) -> str | None:
         """A version's quoted ETag, as ListObjectsV2 gives it; None if it was disposed of."""
@@ -201,17 +198,6 @@ class InProcessState:
                 return str(version.etag)
         except ValueError:  # replaced or deleted meanwhile: its buffer was closed
             return None
-
-    def object_etag(self, key: str) -> str | None:
-        """The object's quoted ETag, as ListObjectsV2 gives it; None if it is gone."""
-        for _ in range(_READ_ATTEMPTS):
-            obj = self._latest(key)
-            if obj is None:
-                return None
-            etag = self.version_etag(obj)
-            if etag is not None:
-                return etag
-        return None
 
     def read_object(self, key: str) -> tuple[Any, bytes, str, str | None] | None:
         """(version, body, ETag, Content-Type) of the object's current version; None if it is
