@@ -5,6 +5,8 @@ For each photo, interleaved in one run (so a noisy neighbour hits every path ali
 - ours:       the extractor's header read + sha256, then the thumbnailer's `render`
               (preview 1280 + thumbnail 256 + ThumbHash placeholder);
 - ours_thumb: the same without the preview (thumbnail 256 + placeholder);
+- ours_pillow: ours where Pillow does all the resampling, as on a machine without the SIMD
+              resizer's wheel (`simd_resample`); `pillow/ours` is what the SIMD path saves;
 - naive:     full decode, `ImageOps.exif_transpose`, LANCZOS resize to 1280 and 256, encode;
 - thumbnail: Pillow's `Image.thumbnail()` defaults (1280 then 256), encode;
 - floor:     the decode alone: 1/8-scale draft for JPEG, full decode for anything else;
@@ -49,12 +51,22 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageOps
 
+from imgproc_thumbnailer import simd_resample
 from imgproc_thumbnailer.renditions import RenditionSpec, draft, fit_within, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_PHOTOS = REPO_ROOT.parent / "shared" / "corpus" / "photos"
 SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
-PATHS = ("ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview", "bound")
+PATHS = (
+    "ours",
+    "ours_thumb",
+    "ours_pillow",
+    "naive",
+    "thumbnail",
+    "floor",
+    "floor_preview",
+    "bound",
+)
 SUFFIXES = {".jpg", ".jpeg", ".png", ".mpo"}
 QUALITY = 80
 
@@ -82,6 +94,12 @@ def run_ours_thumb(data: bytes) -> None:
     """Our path without the preview: what the 256 px thumbnail alone costs."""
     orientation = _extract(data)
     render(data, SPECS[:1], quality=QUALITY, orientation=orientation)
+
+
+def run_ours_pillow(data: bytes) -> None:
+    """Our path with Pillow's resampling alone (machines without the SIMD wheel)."""
+    with simd_resample.pillow_only():
+        run_ours(data)
 
 
 def _save(image: Image.Image) -> bytes:
@@ -148,6 +166,7 @@ def run_bound(data: bytes) -> None:
 RUNNERS: dict[str, Callable[[bytes], None]] = {
     "ours": run_ours,
     "ours_thumb": run_ours_thumb,
+    "ours_pillow": run_ours_pillow,
     "naive": run_naive,
     "thumbnail": run_thumbnail,
     "floor": run_floor,
@@ -223,6 +242,7 @@ def bench_photo(photo: Path, repeat: int, memory: bool) -> dict[str, Any]:
         "ours_thumb_over_floor": round(median_ms["ours_thumb"] / median_ms["floor"], 2),
         "naive_over_ours_thumb": round(median_ms["naive"] / median_ms["ours_thumb"], 2),
         "ours_over_thumbnail": round(ours / median_ms["thumbnail"], 2),
+        "ours_pillow_over_ours": round(median_ms["ours_pillow"] / ours, 2),
         "images_per_s_per_core": round(1000 / ours, 1),
     }
     if memory:
@@ -289,11 +309,13 @@ def shape_photos(directory: Path) -> list[Path]:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'naive':>7} "
+        f"{'file':40} {'format':16} {'MP':>5} {'ours':>6} {'o_thumb':>7} {'o_pillow':>8} "
+        f"{'naive':>7} "
         f"{'thumb()':>7} {'floor':>6} {'fl_prev':>7} {'bound':>6} {'naive/ours':>10} "
         f"{'ours/floor':>10} {'ours/fl_prev':>12} {'o_th/floor':>10} {'bound/floor':>11} "
         f"{'ours/bound':>10} {'naive/bound':>11} "
-        f"{'ours/thumb()':>12} {'img/s/core':>10} {'peak MB above idle':>40}"
+        f"{'ours/thumb()':>12} {'pillow/ours':>11} {'img/s/core':>10} "
+        f"{'peak MB above idle':>48}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -302,13 +324,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
         peaks = "/".join(str(peak[name]) for name in PATHS) if peak else "-"
         lines.append(
             f"{row['file'][:40]:40} {row['format']:16} {row['megapixels']:>5} "
-            f"{ms['ours']:>6} {ms['ours_thumb']:>7} {ms['naive']:>7} {ms['thumbnail']:>7} "
+            f"{ms['ours']:>6} {ms['ours_thumb']:>7} {ms['ours_pillow']:>8} {ms['naive']:>7} "
+            f"{ms['thumbnail']:>7} "
             f"{ms['floor']:>6} {ms['floor_preview']:>7} {ms['bound']:>6} "
             f"{row['naive_over_ours']:>10} {row['ours_over_floor']:>10} "
             f"{row['ours_over_floor_preview']:>12} {row['ours_thumb_over_floor']:>10} "
             f"{row['bound_over_floor']:>11} {row['ours_over_bound']:>10} "
             f"{row['naive_over_bound']:>11} {row['ours_over_thumbnail']:>12} "
-            f"{row['images_per_s_per_core']:>10} {peaks:>40}"
+            f"{row['ours_pillow_over_ours']:>11} {row['images_per_s_per_core']:>10} {peaks:>48}"
         )
     lines.append(f"peak MB above idle, per path: {'/'.join(PATHS)}")
     return "\n".join(lines)
@@ -351,10 +374,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rows = [bench_photo(photo, max(1, args.repeat), not args.no_memory) for photo in photos]
 
+    # Which resampler ours used: "simd" where the wheel is installed and agrees with Pillow.
+    resampler = "simd" if simd_resample.available() else "pillow"
     if args.json:
-        print(json.dumps({"source": source, "repeat": args.repeat, "photos": rows}, indent=2))
+        report = {"source": source, "repeat": args.repeat, "resampler": resampler, "photos": rows}
+        print(json.dumps(report, indent=2))
     else:
-        print(f"photos: {source}; median CPU ms of {args.repeat} interleaved runs, one thread")
+        print(
+            f"photos: {source}; median CPU ms of {args.repeat} interleaved runs, one thread; "
+            f"ours resamples with {resampler}"
+        )
         print(_table(rows))
     return 0
 

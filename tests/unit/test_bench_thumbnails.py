@@ -8,9 +8,20 @@ from pathlib import Path
 
 from rendition_checks import colour_jpeg
 
+from imgproc_thumbnailer import simd_resample
+
 from stack_process import IMGPROC
 
-PATHS = {"ours", "ours_thumb", "naive", "thumbnail", "floor", "floor_preview", "bound"}
+PATHS = {
+    "ours",
+    "ours_thumb",
+    "ours_pillow",
+    "naive",
+    "thumbnail",
+    "floor",
+    "floor_preview",
+    "bound",
+}
 
 
 def test_the_benchmark_reports_every_path_for_every_photo(tmp_path: Path) -> None:
@@ -38,6 +49,9 @@ def test_the_benchmark_reports_every_path_for_every_photo(tmp_path: Path) -> Non
     assert row["naive_over_ours"] == round(ms["naive"] / ms["ours"], 2)
     assert row["ours_over_bound"] == round(ms["ours"] / ms["bound"], 2)
     assert row["naive_over_bound"] == round(ms["naive"] / ms["bound"], 2)
+    assert row["ours_pillow_over_ours"] == round(ms["ours_pillow"] / ms["ours"], 2)
+    # Ours resampled on SIMD where the wheel exists (x86_64), with Pillow elsewhere.
+    assert report["resampler"] == ("simd" if simd_resample.available() else "pillow")
     # Peak memory of each path, measured in its own process.
     peaks = row["peak_mb_above_idle"]
     assert set(peaks) == PATHS
