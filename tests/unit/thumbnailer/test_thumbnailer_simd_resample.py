@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import platform
 import threading
+from typing import cast
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
@@ -12,7 +14,9 @@ from PIL import __version__ as pillow_version
 from rendition_checks import IMAGES
 from structlog.testing import capture_logs
 
+from imgproc_shared.worker.runtime import WorkContext
 from imgproc_thumbnailer import renditions, simd_resample
+from imgproc_thumbnailer.handler import setup
 from imgproc_thumbnailer.renditions import RenditionSpec, render
 from imgproc_thumbnailer.simd_resample import Kernel
 
@@ -182,3 +186,16 @@ def test_pillow_only_holds_for_its_block_and_its_thread() -> None:
         other.join(timeout=60)
     assert seen_in_other_thread == [True]
     assert simd_resample.resize(source, (300, 200), Kernel.LANCZOS) is not None
+
+
+@pytest.mark.usefixtures("fresh_verdict")
+def test_the_worker_says_at_startup_which_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
+    context = cast(WorkContext, object())  # the hook reads nothing from it
+    with capture_logs() as logs:
+        asyncio.run(setup(context))
+    expected = "simd" if simd_resample.cykooz_resizer is not None else "pillow"
+    assert [(log["event"], log["resampler"]) for log in logs] == [("thumbnailer ready", expected)]
+    monkeypatch.setattr(simd_resample, "cykooz_resizer", None)
+    with capture_logs() as logs:
+        asyncio.run(setup(context))
+    assert logs[0]["resampler"] == "pillow"

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 
 from imgproc_shared.errors import CorruptImage
+from imgproc_shared.logging import get_logger
 from imgproc_shared.models import ImageMetadata, Rendition, StageTask, ThumbnailResult
 from imgproc_shared.resources import thumbnail_key
 from imgproc_shared.worker.runtime import WorkContext
+from imgproc_thumbnailer import simd_resample
 from imgproc_thumbnailer.config import get_thumbnail_settings
 from imgproc_thumbnailer.phash import phash_of_encoded
 from imgproc_thumbnailer.renditions import EncodedRendition, RenditionSpec, render
@@ -20,6 +22,13 @@ THUMBNAIL = "thumbnail"
 PREVIEW = "preview"
 # Renditions are derived from an immutable original: let browsers and CDNs keep them.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+async def setup(ctx: WorkContext) -> None:
+    """Worker startup: probe the SIMD resampler against this Pillow now, not at the first
+    photo, and say which one resamples (a disagreeing one has logged why it is not used)."""
+    resampler = "simd" if simd_resample.available() else "pillow"
+    get_logger().info("thumbnailer ready", resampler=resampler)
 
 
 def orientation_from(metadata: ImageMetadata | None) -> int | None:
