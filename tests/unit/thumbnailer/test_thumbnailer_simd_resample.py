@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import math
 import platform
 import threading
@@ -146,6 +147,9 @@ def test_a_resizer_that_disagrees_with_pillow_is_not_used(monkeypatch: pytest.Mo
         rendered = render(data, SPECS)
     assert [log["event"] for log in logs] == ["simd resampling disabled, using Pillow's"]
     assert "of samples within 2 of Pillow's" in logs[0]["reason"]
+    # The pair that disagrees, named for whoever reads the warning.
+    assert logs[0]["pillow"] == pillow_version
+    assert logs[0]["cykooz_resizer"] == importlib.metadata.version("cykooz-resizer")
     # The renditions are Pillow's, byte for byte.
     monkeypatch.setattr(simd_resample, "available", lambda: False)
     assert render(data, SPECS) == rendered

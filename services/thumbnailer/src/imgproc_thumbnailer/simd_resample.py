@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import importlib.metadata
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-import structlog
 from PIL import Image
 from PIL import __version__ as pillow_version
 
-log = structlog.get_logger(__name__)
+from imgproc_shared.logging import get_logger
 
 try:
     import cykooz_resizer
@@ -138,11 +138,11 @@ def available() -> bool:
                 problem = f"{type(exc).__name__}: {exc}"
             _verdict["problem"] = problem
             if problem is not None:
-                log.warning(
+                get_logger().warning(
                     "simd resampling disabled, using Pillow's",
                     reason=problem,
                     pillow=pillow_version,
-                    cykooz_resizer=getattr(cykooz_resizer, "__version__", "?"),
+                    cykooz_resizer=importlib.metadata.version("cykooz-resizer"),
                 )
     return _verdict["problem"] is None
 
