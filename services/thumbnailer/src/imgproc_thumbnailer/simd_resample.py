@@ -130,8 +130,10 @@ def available() -> bool:
     """Whether `resize` resamples here: installed, and agreeing with this Pillow."""
     if cykooz_resizer is None:
         return False
+    if "problem" in _verdict:  # decided: no lock on the hot path
+        return _verdict["problem"] is None
     with _verdict_lock:
-        if "problem" not in _verdict:
+        if "problem" not in _verdict:  # not decided by another thread meanwhile
             try:
                 problem = probe_problem()
             except Exception as exc:  # any failure means: use Pillow
