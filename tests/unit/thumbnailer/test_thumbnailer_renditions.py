@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 
 import pytest
-from PIL import Image, ImageChops, ImageOps, ImageStat
+from PIL import Image, ImageOps
 from rendition_checks import (
     FORMAT_FILES,
     IMAGES,
@@ -15,6 +14,7 @@ from rendition_checks import (
     colour_jpeg,
     mean_abs_diff,
     means,
+    psnr,
     reference_colours,
 )
 
@@ -192,7 +192,7 @@ def test_scaled_decodes_trade_only_the_chroma_upsampler() -> None:
     smooth.load()
     assert fast.size == smooth.size == (1024, 512)
     assert fast.tobytes() != smooth.tobytes()
-    assert _psnr(fast, smooth) > 38
+    assert psnr(fast, smooth) > 38
     # At full scale nothing is traded: the decode is libjpeg's exact one.
     small = colour_jpeg((600, 400))
     exact = Image.open(io.BytesIO(small))
@@ -200,18 +200,12 @@ def test_scaled_decodes_trade_only_the_chroma_upsampler() -> None:
     assert decode_for(small, 1280).tobytes() == exact.tobytes()
 
 
-def _psnr(a: Image.Image, b: Image.Image) -> float:
-    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
-    mse = sum(rms**2 for rms in ImageStat.Stat(diff).rms) / 3
-    return 10 * math.log10(255**2 / mse)
-
-
 def _psnr_to_lanczos(rendered: RenderedImage, reference: Image.Image) -> dict[str, float]:
     """Each rendition's PSNR against the full-size reference resized by Lanczos in one step."""
     out = {}
     for rendition in rendered.renditions:
         image = _decoded(rendition)
-        out[rendition.name] = _psnr(image, reference.resize(image.size, Image.Resampling.LANCZOS))
+        out[rendition.name] = psnr(image, reference.resize(image.size, Image.Resampling.LANCZOS))
     return out
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import math
 import platform
 import threading
 from typing import cast
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image
 from PIL import __version__ as pillow_version
-from rendition_checks import IMAGES
+from rendition_checks import IMAGES, psnr
 from structlog.testing import capture_logs
 
 from imgproc_shared.worker.runtime import WorkContext
@@ -25,12 +24,6 @@ SPECS = (RenditionSpec("thumbnail", 256), RenditionSpec("preview", 1280))
 X86_64 = platform.machine() in ("x86_64", "AMD64")
 
 needs_simd = pytest.mark.skipif(not simd_resample.available(), reason="no cykooz-resizer here")
-
-
-def _psnr(a: Image.Image, b: Image.Image) -> float:
-    diff = ImageChops.difference(a, b)
-    mse = sum(rms**2 for rms in ImageStat.Stat(diff).rms) / len(diff.getbands())
-    return 99.0 if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def _photo_like(mode: str, size: tuple[int, int] = (900, 600)) -> Image.Image:
@@ -73,7 +66,7 @@ def test_it_resamples_as_pillow_does(mode: str, kernel: Kernel) -> None:
         assert fast is not None and fast.mode == mode and fast.size == size
         assert fast.info == source.info
         pillow = source.resize(size, simd_resample.PILLOW_FILTERS[kernel])
-        assert _psnr(fast, pillow) > 40, (mode, kernel, size)
+        assert psnr(fast, pillow) > 40, (mode, kernel, size)
 
 
 @needs_simd
@@ -97,7 +90,7 @@ def test_large_ratios_box_reduce_first(monkeypatch: pytest.MonkeyPatch) -> None:
     assert factors == [3]  # 11.7x: a 3x box to 1000 px (3.9x left), then Lanczos3
     assert fast is not None
     pillow = source.resize((256, 171), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    assert _psnr(fast, pillow) > 40
+    assert psnr(fast, pillow) > 40
     # Within 2 x REDUCING_GAP the convolution takes all of it (the 5x preview -> thumbnail).
     factors.clear()
     simd_resample.resize(_photo_like("RGB", (1280, 853)), (256, 171), Kernel.LANCZOS)
