@@ -1,5 +1,5 @@
-"""The embedded endpoint's HTTP server: connections are kept alive, and requests that waitress
-would leave hanging are answered."""
+"""The embedded endpoint's HTTP server serving moto: connections are kept alive, and an empty
+`PutObject` with `Expect: 100-continue` is answered (`test_http_server` tests the server alone)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_one_connection_serves_many_requests(embedded_aws: EmbeddedAws) -> None:
 
 def test_an_empty_put_with_expect_continue_is_answered(embedded_aws: EmbeddedAws) -> None:
     # botocore sends `Expect: 100-continue` with `Content-Length: 0` for an empty body; waitress
-    # 3.0.2 on its own answered "100 Continue" and then never served the request.
+    # 3.0.2 (the server before ours) answered "100 Continue" and then never served the request.
     s3: Any = boto3.client(
         "s3",
         endpoint_url=embedded_aws.endpoint_url,

@@ -7,13 +7,12 @@ threaded server never sets it) and patches moto: the behaviour fixes (`moto_fixe
 written items that snapshots read (`table_changes`) always, the speed-ups (`moto_speedups`)
 unless `IMGPROC_MOTO_SPEEDUPS=0`, and one line per workflow failure in the log (`moto_logs`).
 
-The HTTP server is waitress, not moto's `ThreadedMotoServer`: werkzeug's development server
-answers every request with `Connection: close` and starts a thread for each connection, so
-every API call would pay a TCP handshake, a new thread and a new socket selector on both sides.
-Waitress keeps connections alive and serves them from a fixed pool of threads; measured on
-this machine, client CPU per call fell by about a third. The pool is large because an SQS long
-poll holds its thread for up to 20 s, and every worker keeps one open. The collector is tuned for
-moto's large, long-lived heap. `IMGPROC_MOTO_SPEEDUPS=0` keeps moto's own server and the default
+The HTTP server is our own (`http_server`), not moto's `ThreadedMotoServer`: werkzeug's
+development server answers every request with `Connection: close` and starts a thread for each
+connection, so every API call would pay a TCP handshake, a new thread and a new socket selector
+on both sides. Ours keeps connections alive and serves each on its own thread (waitress, used
+before it, cost 20% more of the endpoint's CPU per image). The collector is tuned for moto's
+large, long-lived heap. `IMGPROC_MOTO_SPEEDUPS=0` keeps moto's own server and the default
 collector too: the stock baseline the load test compares against.
 """
 
@@ -21,81 +20,13 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from imgproc_local import moto_fixes, moto_logs, moto_speedups, request_counter, table_changes
+from imgproc_local.http_server import ConnectionServer
 
 EMBEDDED_ACCOUNT = "123456789012"
-# Threads serving requests: long polls (one per worker process and per status API process, of
-# every stack sharing this endpoint) each hold one while they wait.
-SERVER_THREADS = 128
-
-
-def _channel_class() -> Any:
-    from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser
-
-    class BodylessContinueParser(HTTPRequestParser):  # type: ignore[misc]
-        def parse_header(self, header_plus: bytes) -> None:
-            super().parse_header(header_plus)
-            # waitress 3.0.2 answers `Expect: 100-continue` by marking the request incomplete,
-            # even one without a body, which then is never served. botocore sends that header
-            # with `Content-Length: 0` for an empty PutObject. No body: nothing to continue.
-            if self.body_rcv is None and not self.chunked:
-                self.expect_continue = False
-
-    class Channel(HTTPChannel):  # type: ignore[misc]
-        parser_class = BodylessContinueParser
-
-    return Channel
-
-
-class KeepAliveServer:
-    """moto's WSGI application on waitress: HTTP/1.1 keep-alive, a fixed thread pool."""
-
-    def __init__(self, host: str, port: int, threads: int = SERVER_THREADS) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from waitress.server import create_server
-
-        self._server = create_server(
-            DomainDispatcherApplication(create_backend_app),
-            host=host,
-            port=port,
-            threads=threads,
-            connection_limit=4096,
-            channel_timeout=300,  # longer than any long poll
-            asyncore_use_poll=True,  # no FD_SETSIZE limit on open connections
-            clear_untrusted_proxy_headers=False,
-            ident="imgproc-embedded-aws",
-        )
-        self._server.channel_class = _channel_class()
-        self._thread = threading.Thread(target=self._server.run, name="embedded-aws", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def get_host_and_port(self) -> tuple[str, int]:
-        return str(self._server.effective_host), int(self._server.effective_port)
-
-    def stop(self) -> None:
-        # Requests still being served end first: SQS long polls answer now, so the pool's
-        # threads are free to exit (each would otherwise wait out its poll, up to 20 s).
-        moto_fixes.end_long_polls()
-        # Answers being written need the server's trigger: let the requests in flight finish
-        # (each is quick now) before closing it.
-        dispatcher = self._server.task_dispatcher
-        deadline = time.monotonic() + 5
-        while dispatcher.active_count > 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # The loop runs while it has channels: close the listener and every open connection.
-        self._server.close()
-        for channel in list(self._server._map.values()):
-            channel.close()
-        self._server.task_dispatcher.shutdown(timeout=5)
-        self._thread.join(timeout=10)
 
 
 @dataclass
@@ -141,7 +72,9 @@ def start_embedded_aws(host: str = "127.0.0.1", port: int = 0) -> EmbeddedAws:
     if moto_speedups.speedups_enabled():
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        server = KeepAliveServer(host, port)
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        server = ConnectionServer(DomainDispatcherApplication(create_backend_app), host, port)
     else:  # the stock-moto baseline: its own werkzeug server, default collector
         from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 

@@ -753,8 +753,8 @@ def _header_signature(handler: Any, secret: str, scope: list[str]) -> str:
     authorization = handler.headers["Authorization"]
     signed = _between("SignedHeaders=", ",", authorization).split(";")
     headers = {k: v for k, v in handler.headers.items() if k.lower() in signed}
-    # The path as the client sent and signed it (waitress's REQUEST_URI): `raw_path` has been
-    # decoded once, so a key holding `%2F` would not match.
+    # The path as the client sent and signed it (REQUEST_URI, from `http_server`): `raw_path`
+    # has been decoded once, so a key holding `%2F` would not match.
     environ = getattr(getattr(handler, "request", None), "environ", None) or {}
     sent_uri = environ.get("REQUEST_URI")
     path = str(sent_uri).split("?", 1)[0] if sent_uri else handler.raw_path

@@ -47,9 +47,9 @@ from imgproc_shared.settings import Settings, check_auth_secret
 _SERVICE_STOP_TIMEOUT_S = 8.0
 # The final snapshot is waited for this long at most (a second Ctrl-C stops waiting).
 _FINAL_SNAPSHOT_TIMEOUT_S = 60.0
-# The threads `up` starts (the endpoint's server and its pool, snapshots, the queue watcher):
-# a clean stop joins them all.
-_OWN_THREADS = ("embedded-aws", "waitress-", "snapshots", "queue-watcher")
+# The threads `up` starts (the endpoint's server and its connections' threads, snapshots, the
+# queue watcher): a clean stop joins them all.
+_OWN_THREADS = ("embedded-aws", "snapshots", "queue-watcher")
 # Exit status of a stop forced by a second Ctrl-C (the shell's "interrupted").
 EXIT_FORCED_STOP = 130
 
