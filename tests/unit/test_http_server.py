@@ -16,13 +16,17 @@ import pytest
 
 from imgproc_local.http_server import MAX_HEAD_BYTES, ConnectionServer
 
+slow_started = threading.Event()
+
 
 def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """Answers with what it was given; `/fail` raises, `/slow` takes 0.3 s."""
+    """Answers with what it was given; `/fail` raises, `/slow` takes 0.3 s (`slow_started`
+    is set when it begins)."""
     path = environ["PATH_INFO"]
     if path == "/fail":
         raise RuntimeError("the application broke")
     if path == "/slow":
+        slow_started.set()
         time.sleep(0.3)
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     seen = {
@@ -77,6 +81,15 @@ def _read_answer(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
     return status.encode(), headers, rest[:length]
 
 
+def _ask(
+    server: ConnectionServer, request: bytes
+) -> tuple[socket.socket, bytes, dict[str, str], bytes]:
+    """Send `request` on a new connection: the connection, still open, and the answer."""
+    sock = _connect(server)
+    sock.sendall(request)
+    return (sock, *_read_answer(sock))
+
+
 def _closed(sock: socket.socket) -> bool:
     sock.settimeout(5)
     try:
@@ -99,9 +112,9 @@ def test_many_requests_on_one_connection(server: ConnectionServer) -> None:
 
 
 def test_the_path_is_decoded_and_the_signed_uri_kept(server: ConnectionServer) -> None:
-    sock = _connect(server)
-    sock.sendall(b"GET /bucket/a%2Fb%20c?list-type=2 HTTP/1.1\r\nHost: h\r\n\r\n")
-    status, _, body = _read_answer(sock)
+    sock, status, _, body = _ask(
+        server, b"GET /bucket/a%2Fb%20c?list-type=2 HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
     seen = json.loads(body)
     assert status.startswith(b"HTTP/1.1 200")
     assert seen["path"] == "/bucket/a/b c"
@@ -142,9 +155,9 @@ def test_expect_continue_is_answered_before_the_body(server: ConnectionServer) -
 
 def test_expect_continue_without_a_body_is_served_at_once(server: ConnectionServer) -> None:
     # botocore sends it with `Content-Length: 0` for an empty PutObject.
-    sock = _connect(server)
-    sock.sendall(b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n")
-    status, _, body = _read_answer(sock)
+    sock, status, _, body = _ask(
+        server, b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert status.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["body"] == ""
     sock.close()
@@ -192,9 +205,7 @@ def test_head_gets_headers_only() -> None:
 def test_connection_close_is_honoured(
     server: ConnectionServer, request_head: bytes, closes: bool
 ) -> None:
-    sock = _connect(server)
-    sock.sendall(request_head)
-    status, headers, _ = _read_answer(sock)
+    sock, status, headers, _ = _ask(server, request_head)
     assert status.endswith(b"200 OK")
     assert (headers.get("connection") == "close") is closes
     if closes:
@@ -219,9 +230,7 @@ def test_connection_close_is_honoured(
 def test_a_bad_request_is_refused_and_closed(
     server: ConnectionServer, request_bytes: bytes, status: bytes
 ) -> None:
-    sock = _connect(server)
-    sock.sendall(request_bytes)
-    answer_status, headers, _ = _read_answer(sock)
+    sock, answer_status, headers, _ = _ask(server, request_bytes)
     assert answer_status.split(b" ")[1] == status
     assert headers["connection"] == "close"
     assert _closed(sock)
@@ -229,9 +238,7 @@ def test_a_bad_request_is_refused_and_closed(
 
 
 def test_a_failing_application_answers_500(server: ConnectionServer) -> None:
-    sock = _connect(server)
-    sock.sendall(b"GET /fail HTTP/1.1\r\nHost: h\r\n\r\n")
-    status, headers, _ = _read_answer(sock)
+    sock, status, headers, _ = _ask(server, b"GET /fail HTTP/1.1\r\nHost: h\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 500")
     assert headers["connection"] == "close"
     sock.close()
@@ -267,6 +274,7 @@ def _threads(prefix: str) -> list[threading.Thread]:
 
 
 def test_stop_finishes_requests_in_flight_then_closes_everything() -> None:
+    slow_started.clear()
     serving = ConnectionServer(echo_app, "127.0.0.1", 0, name="test-stop")
     serving.start()
     idle = [_connect(serving) for _ in range(5)]
@@ -275,10 +283,7 @@ def test_stop_finishes_requests_in_flight_then_closes_everything() -> None:
         _read_answer(sock)
     busy = _connect(serving)
     busy.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-    deadline = time.monotonic() + 5
-    while serving._busy == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert serving._busy == 1
+    assert slow_started.wait(5)
     assert len(_threads("test-stop")) == 7  # the acceptor and six connections
 
     began = time.monotonic()
