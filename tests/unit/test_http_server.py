@@ -249,6 +249,24 @@ def test_a_failing_application_answers_500(server: ConnectionServer) -> None:
     sock.close()
 
 
+def test_an_answer_that_cannot_be_sent_is_a_500() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/unsendable":
+            start_response("200 OK", [("X-Name", "Grüße ✓")])  # not latin-1
+        return [b"never started"]
+
+    serving = ConnectionServer(app, "127.0.0.1", 0, name="test-http")
+    serving.start()
+    try:
+        for path in ("/unsendable", "/never-started"):
+            sock, status, headers, _ = _ask(serving, f"GET {path} HTTP/1.1\r\n\r\n".encode())
+            assert status.startswith(b"HTTP/1.1 500")
+            assert headers["connection"] == "close"
+            sock.close()
+    finally:
+        serving.stop(grace_s=1)
+
+
 def test_a_large_answer_arrives_whole() -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB, sent in two writes
 

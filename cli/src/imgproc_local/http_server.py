@@ -271,13 +271,33 @@ class ConnectionServer:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            if not answer:
+                raise RuntimeError("the application never called start_response")
+            payload = b"".join(written) if len(written) != 1 else written[0]
+            head, keep_alive, bodyless = self._head(request, answer[0], answer[1], len(payload))
         except Exception as exc:  # the application failed outside its own error handling
             print(f"embedded endpoint: {request.method} {request.target}: {exc!r}", file=sys.stderr)
             sock.sendall(_error_answer("500 Internal Server Error", "internal error"))
             return False
-        status, response_headers = answer
+        if bodyless or not payload:
+            sock.sendall(head)
+        elif len(payload) <= _JOIN_LIMIT:
+            sock.sendall(head + payload)
+        else:
+            sock.sendall(head)
+            sock.sendall(payload)
+        return keep_alive
+
+    def _head(
+        self,
+        request: _Request,
+        status: str,
+        response_headers: list[tuple[str, str]],
+        length: int,
+    ) -> tuple[bytes, bool, bool]:
+        """The answer's status line and headers; whether the connection stays open; whether
+        the answer has no body (HEAD, 1xx, 204, 304)."""
         keep_alive = request.keep_alive() and not self._closing  # a stop closes after this one
-        payload = b"".join(written) if len(written) != 1 else written[0]
         lines = [f"HTTP/1.1 {status}"]
         has_length = False
         for name, value in response_headers:
@@ -292,18 +312,11 @@ class ConnectionServer:
         code = status[:3]
         bodyless = request.method == "HEAD" or code in ("204", "304") or code.startswith("1")
         if not has_length and not bodyless:
-            lines.append(f"Content-Length: {len(payload)}")
+            lines.append(f"Content-Length: {length}")
         if not keep_alive:
             lines.append("Connection: close")
-        out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if bodyless or not payload:
-            sock.sendall(out)
-        elif len(payload) <= _JOIN_LIMIT:
-            sock.sendall(out + payload)
-        else:
-            sock.sendall(out)
-            sock.sendall(payload)
-        return keep_alive
+        # WSGI header values are latin-1; one that is not fails here, answered as a 500.
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), keep_alive, bodyless
 
     def _environ(self, request: _Request, body: bytes, address: tuple[Any, ...]) -> dict[str, Any]:
         target = request.target
