@@ -316,3 +316,29 @@ def test_stop_finishes_requests_in_flight_then_closes_everything() -> None:
     assert took < 2, f"stop took {took:.2f} s"
     with pytest.raises(OSError):
         _connect(serving)
+
+
+def test_stop_joins_a_connection_thread_that_is_still_ending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A connection's thread leaves the server's table of open connections, then closes its
+    # socket and ends: a stop in between must still wait for it (found by `imgproc up`'s
+    # "thread(s) still running" check). Here its socket's close is held for 0.3 s.
+    original_close = socket.socket.close
+    closing = threading.Event()
+
+    def slow_close(self: socket.socket) -> None:
+        if threading.current_thread().name.startswith("test-ending-connection"):
+            closing.set()
+            time.sleep(0.3)
+        original_close(self)
+
+    monkeypatch.setattr(socket.socket, "close", slow_close)
+    serving = ConnectionServer(echo_app, "127.0.0.1", 0, name="test-ending")
+    serving.start()
+    sock, status, headers, _ = _ask(serving, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200") and headers["connection"] == "close"
+    assert closing.wait(5)
+    serving.stop(grace_s=2)
+    assert _threads("test-ending") == []
+    sock.close()

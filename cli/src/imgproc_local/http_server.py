@@ -151,6 +151,9 @@ class ConnectionServer:
         self._host, self._port = self._listener.getsockname()[:2]
         self._accepting = threading.Thread(target=self._accept, name=name, daemon=True)
         self._connections: dict[socket.socket, threading.Thread] = {}
+        # Every connection thread not known to have ended: one leaves `_connections` before it
+        # ends (it closes its socket after), and a stop joins it all the same.
+        self._threads: list[threading.Thread] = []
         self._busy = 0  # connections in the middle of a request
         self._lock = threading.Lock()
         self._closing = False
@@ -175,11 +178,11 @@ class ConnectionServer:
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.01)
         with self._lock:
-            connections = dict(self._connections)
-        for sock in connections:
+            sockets, threads = list(self._connections), list(self._threads)
+        for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a thread waiting for the next request
-        for thread in connections.values():
+        for thread in threads:
             thread.join(timeout=max(0.5, deadline - time.monotonic()))
 
     def _accept(self) -> None:
@@ -198,6 +201,8 @@ class ConnectionServer:
                         daemon=True,
                     )
                     self._connections[sock] = thread
+                    self._threads = [t for t in self._threads if t.is_alive()]
+                    self._threads.append(thread)
             if refused:
                 with contextlib.suppress(OSError):
                     sock.sendall(_error_answer("503 Service Unavailable", "too many connections"))
