@@ -14,8 +14,12 @@ $(UV):
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 # Runtime + dev tools (no CDK): what `make up` needs. --inexact keeps test-only extras.
+# --compile-bytecode: every process (each service, each `imgproc` command, each stack a test
+# starts) reads compiled modules instead of compiling moto, botocore... from source, also where
+# PYTHONDONTWRITEBYTECODE is set (where nothing would ever be cached): `imgproc up` is ready in
+# 4.5 s instead of 7.3. The first install takes ~16 s longer; later ones skip what is compiled.
 install: $(UV)
-	$(UV) sync --frozen --inexact
+	$(UV) sync --frozen --inexact --compile-bytecode
 
 # checkov (infra/checkov-requirements.txt) lives apart from .venv: it pins a boto3 that the
 # workspace's aiobotocore cannot use.
@@ -27,7 +31,7 @@ $(CHECKOV): infra/checkov-requirements.txt | $(UV)
 
 # Everything, including the CDK app and linters for infra/, and the browser for web tests.
 install-dev: $(UV) $(CHECKOV)
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --compile-bytecode
 	@if [ -x tests/browser/install_chromium.sh ]; then tests/browser/install_chromium.sh; fi
 
 up: install

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     delete_linger_s: float = Field(default=0.5, ge=0)
     # After a receive that returned messages but not a full batch, wait this long before the
     # next one, so that it finds several: a long poll returns as soon as one message is there.
-    receive_pause_s: float = Field(default=0.1, ge=0, le=5)
+    # Each image waits this at each of its three hops (starter, extractor, tagger/thumbnailer):
+    # 0.1 s cost ~0.1 s of latency per image for 0.4 fewer receives per image (load test,
+    # 8 in flight), and at a fixed concurrency latency is throughput.
+    receive_pause_s: float = Field(default=0.03, ge=0, le=5)
 
     # Workflow limits, rendered into the state machine definition.
     # Step Functions starts a callback task's heartbeat clock when it sends the message, so time
