@@ -72,9 +72,10 @@ class Settings(BaseSettings):
     delete_linger_s: float = Field(default=0.5, ge=0)
     # After a receive that returned messages but not a full batch, wait this long before the
     # next one, so that it finds several: a long poll returns as soon as one message is there.
-    # Each image waits this at each of its three hops (starter, extractor, tagger/thumbnailer):
-    # 0.1 s cost ~0.1 s of latency per image for 0.4 fewer receives per image (load test,
-    # 8 in flight), and at a fixed concurrency latency is throughput.
+    # Each image can wait this at each of its three queue hops (starter, extractor,
+    # tagger/thumbnailer). Load test, 8 in flight: 0.1 s added 0.04-0.07 s at each of the first
+    # two hops for 0.4 fewer receives per image than 0.03; at a fixed concurrency latency is
+    # throughput (README, "Throughput on one machine").
     receive_pause_s: float = Field(default=0.03, ge=0, le=5)
 
     # Workflow limits, rendered into the state machine definition.
