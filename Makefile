@@ -16,8 +16,8 @@ $(UV):
 # Runtime + dev tools (no CDK): what `make up` needs. --inexact keeps test-only extras.
 # --compile-bytecode: every process (each service, each `imgproc` command, each stack a test
 # starts) reads compiled modules instead of compiling moto, botocore... from source, also where
-# PYTHONDONTWRITEBYTECODE is set (where nothing would ever be cached): `imgproc up` is ready in
-# 4.5 s instead of 7.3. The first install takes ~16 s longer; later ones skip what is compiled.
+# PYTHONDONTWRITEBYTECODE is set and nothing would ever be cached (docs/FACTS.md, "Python
+# start-up"). Later installs skip what is already compiled.
 install: $(UV)
 	$(UV) sync --frozen --inexact --compile-bytecode
 
