@@ -17,6 +17,8 @@ from imgproc_shared.aws import AwsClients
 from imgproc_shared.catalog import Catalog
 from imgproc_shared.models import ImageStatus
 from imgproc_shared.resources import Queue, ResourceNames, incoming_key
+from imgproc_shared.s3_events import ObjectCreated
+from imgproc_status_api.starter import Starter
 
 from api_harness import ApiHarness, running_api
 
@@ -87,6 +89,36 @@ async def test_a_failed_image_without_a_dead_letter_is_retried_once(api: ApiHarn
     by_operator = await api.client.post("/api/operators/images/retryimg2/retry", headers=other)
     assert by_operator.status_code == 202, by_operator.text
     assert by_operator.json()["execution_arn"].endswith(":retryimg2-r1")
+
+
+async def test_a_late_upload_event_for_a_retried_image_starts_no_second_execution(
+    api: ApiHarness,
+) -> None:
+    # Found in a fresh-clone run once the starter polled sooner: the original's event, handled
+    # after the Retry had marked the image PROCESSING for its re-run, started a second execution
+    # (or, for the same bytes as another image, recorded the re-run image as a duplicate).
+    owner = await api.sign_in("late-owner")
+    album = await api.create_album(owner, "late")
+    await _failed_image(api, "late-owner", album["album_id"], "lateimg1")
+    retried = await api.client.post("/api/images/lateimg1/retry", headers=owner)
+    assert retried.status_code == 202, retried.text
+    rerun_arn = retried.json()["execution_arn"]
+
+    names = ResourceNames.from_settings(api.settings)
+    record = await Catalog(api.aws, names).get_image("lateimg1")
+    assert record is not None and record.key is not None
+    # The event delivered (again) now, to a second starter: as a late or redelivered message.
+    starter = Starter(api.aws, api.settings, api.outputs["state_machine_arn"])
+    started = await starter.start_image(ObjectCreated(str(record.bucket), record.key, None, None))
+
+    assert started is False
+    executions = await api.aws.stepfunctions.list_executions(
+        stateMachineArn=api.outputs["state_machine_arn"]
+    )
+    ours = [e["executionArn"] for e in executions["executions"] if "lateimg1" in e["name"]]
+    assert ours == [rerun_arn]
+    after = await Catalog(api.aws, names).get_image("lateimg1")
+    assert after is not None and after.status == "PROCESSING" and after.execution_arn == rerun_arn
 
 
 async def test_a_malformed_s3_event_is_dead_lettered_within_seconds_with_its_reason(

@@ -113,6 +113,16 @@ def _metadata(head: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
+def _ours_to_start(status: str | None, recorded_arn: str | None, our_arn: str) -> bool:
+    """Whether an upload event may start (or start again) the image's execution: it is still
+    UPLOADING, or PROCESSING for the execution this event starts (a redelivered event whose
+    start was interrupted). PROCESSING for another execution is a re-run (Retry, a dead-letter
+    replay) that owns the image: a late event for the same object must not start a second."""
+    if status == "UPLOADING":
+        return True
+    return status == "PROCESSING" and recorded_arn in (None, our_arn)
+
+
 class Starter:
     def __init__(self, aws: AwsClients, settings: Settings, state_machine_arn: str) -> None:
         self.aws = aws
@@ -180,8 +190,12 @@ class Starter:
                         # Its own upload, into an album gone meanwhile: the grant ends too.
                         await self.catalog.tombstone_image(record, only_if_uploading=True)
                     return await self._refuse(created, refusal, owner=owner, album_id=album_id)
-                if record.status not in ("UPLOADING", "PROCESSING"):
-                    bound.info("duplicate upload event ignored", status=record.status)
+                if not _ours_to_start(record.status, record.execution_arn, arn):
+                    bound.info(
+                        "duplicate upload event ignored",
+                        status=record.status,
+                        execution_arn=record.execution_arn,
+                    )
                     return False
         return await self._start_execution(image_id, created.bucket, created.key, owner, album_id)
 
@@ -256,10 +270,11 @@ class Starter:
             recorded_only=True,
         )
         if not fresh:
-            current = await self.catalog.get_image(image_id, ("status",))
+            current = await self.catalog.get_image(image_id, ("status", "execution_arn"))
             status = current.status if current else None
-            if status not in ("UPLOADING", "PROCESSING"):
-                bound.info("duplicate upload event ignored", status=status)
+            started = current.execution_arn if current else None
+            if not _ours_to_start(status, started, execution_arn(self.state_machine_arn, image_id)):
+                bound.info("duplicate upload event ignored", status=status, execution_arn=started)
                 return False
         return await self._start_execution(image_id, created.bucket, created.key, owner, album_id)
 
