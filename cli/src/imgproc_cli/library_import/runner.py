@@ -224,9 +224,11 @@ class ImportRun:
         status = ImageStatus(str(record.status))
         if status.terminal:
             self._terminal(entry.source, entry.owner, entry.content, record)
-        elif status is ImageStatus.UPLOADING:
+        elif status is ImageStatus.UPLOADING and entry.state == "pending":
             # Recorded, and the object perhaps never put (the run stopped in between): put it
-            # where the record says, even if this run would choose another album.
+            # where the record says, even if this run would choose another album. One the
+            # journal has as uploaded was put: the starter has not taken its event yet (a busy
+            # stack), so it is followed below, not uploaded a second time.
             await self._put(item, entry, photo_format, album_id=str(record.album_id))
         elif await self._window_slot():
             self._wait_for(entry)
