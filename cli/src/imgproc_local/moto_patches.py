@@ -1,10 +1,11 @@
 """What the embedded endpoint's patches of moto rely on, and applying them once each.
 
-The endpoint patches moto 5.2.5 in five modules, each named by what its patches are for:
-`moto_fixes` (moto behaving as AWS does where the pipeline depends on it; always on), with
-`moto_iam` and `s3_post_policy` (authorization and POST policies as AWS evaluates them; always
-on), `request_counter` (what the endpoint serves, counted for `imgproc loadtest`; always on) and
-`moto_speedups` (fast enough to load-test; off with `IMGPROC_MOTO_SPEEDUPS=0`) and
+The endpoint patches moto 5.2.5 in modules named by what their patches are for: `moto_fixes`
+(moto behaving as AWS does where the pipeline depends on it; always on), with `moto_iam` and
+`s3_post_policy` (authorization and POST policies as AWS evaluates them; always on),
+`request_counter` (what the endpoint serves, counted for `imgproc loadtest`; always on),
+`moto_speedups` (fast enough to load-test; off with `IMGPROC_MOTO_SPEEDUPS=0`), with
+`moto_update_fast_path` (plain update expressions without moto's validator passes), and
 `table_changes` (which items each write touched, for incremental snapshots; always on).
 
 Every moto name a patch relies on is declared in `PATCH_TARGETS` and checked before the patch
