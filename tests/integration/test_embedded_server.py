@@ -54,8 +54,9 @@ def test_an_item_update_is_read_whole_or_not_at_all(
     # serializes the live item: a read between two of them saw some attributes of the update
     # and not others (found as a PROCESSED image without the renditions written with it).
     # DynamoDB writes an item atomically; so must the embedded endpoint. Here the update is
-    # held after its first action while a read is made.
-    from moto.dynamodb.parsing.executors import SetExecutor
+    # held after its first attribute is written (the item's attribute dict, which moto's
+    # executors and the update-expression fast path both write through) while a read is made.
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
 
     dynamodb: Any = boto3.client(
         "dynamodb", endpoint_url=embedded_aws.endpoint_url, region_name="us-east-1"
@@ -81,16 +82,16 @@ def test_an_item_update_is_read_whole_or_not_at_all(
 
     update("1")
     armed, held, release = threading.Event(), threading.Event(), threading.Event()
-    original = SetExecutor.execute
+    original = LimitedSizeDict.__setitem__
 
-    def execute_and_hold(self: Any, item: Any) -> None:
-        original(self, item)
+    def set_and_hold(self: Any, name: str, value: Any) -> None:
+        original(self, name, value)
         if armed.is_set():
             armed.clear()
             held.set()
             release.wait(10)
 
-    monkeypatch.setattr(SetExecutor, "execute", execute_and_hold)
+    monkeypatch.setattr(LimitedSizeDict, "__setitem__", set_and_hold)
     read: list[dict[str, Any]] = []
     writer = threading.Thread(target=update, args=("2",))
     reader = threading.Thread(
