@@ -222,6 +222,20 @@ def test_plain_updates_take_the_fast_path_and_match_stock_moto(twins: _Twins) ->
             **_values(t={"S": "never"}, s={"S": "PROCESSING"}),
         )
         assert failed[:2] == ("error", "ConditionalCheckFailedException")
+    # if_not_exists: kept where the attribute exists, set where not; from another attribute
+    # too, where moto makes both attributes one value (a set added to later changes both).
+    twins.updated("a", "ADD tags :p", **_values(p={"SS": ["p"]}))
+    twins.updated(
+        "a",
+        "SET title = if_not_exists(title, :t), #f = if_not_exists(#f, :f), "
+        "alias = if_not_exists(tags, :t) REMOVE never_there",
+        ExpressionAttributeNames={"#f": "first_seen"},
+        ReturnValues="ALL_NEW",
+        **_values(t={"S": "ignored"}, f={"S": "2026-12-07"}),
+    )
+    twins.updated("a", "ADD tags :more", **_values(more={"SS": ["w"]}))
+    aliased = twins.item("a")[1]["Item"]
+    assert sorted(aliased["alias"]["SS"]) == ["p", "w"], aliased  # moto's, on both
     # An item that does not exist yet is created by the update.
     twins.updated("new", "SET title = :t ADD n :d", **_values(t={"S": "made"}, d={"N": "3"}))
     # An index key set through a placeholder (moto does not type-check that one).
@@ -260,6 +274,12 @@ def test_plain_updates_take_the_fast_path_and_match_stock_moto(twins: _Twins) ->
         ("SET n = :v - n", _values(v={"N": "1"})),
         ("SET entries = list_append(entries, :v)", _values(v={"L": [{"S": "z"}]})),
         ("SET title = if_not_exists(title, :v)", _values(v={"S": "kept"})),
+        ("SET title = if_not_exists(pk, :v)", _values(v={"S": "x"})),  # a key attribute read
+        ("SET title = if_not_exists(#nope, :v)", _values(v={"S": "x"})),  # undefined name
+        ("SET title = if_not_exists(doc.w, :v)", _values(v={"N": "3"})),  # a nested path
+        ("SET title = if_not_exists(items, :v)", _values(v={"S": "x"})),  # a reserved word
+        ("SET gk = if_not_exists(gk, :v)", _values(v={"N": "1"})),  # an index key, plainly
+        ("SET title = if_not_exists(title, n)", {}),  # a path where the value goes
         ("SET copied = title", {}),  # a value read from the item
         ("SET items = :v", _values(v={"S": "x"})),  # a reserved word again (ITEMS)
         ("SET doc.w = :v", _values(v={"N": "3"})),  # a nested path

@@ -43,10 +43,10 @@ test_moto_speedups.py runs the same executions both ways):
   forms) and tries each; a DynamoDB item is a dict of `AttributeValue` structures, ten members
   each, so this was three quarters of a `GetItem`'s CPU. For a plain dict the candidates depend
   only on the member's shape and its parent shape, so here they are computed once per pair.
-- update expressions: a plain one (`SET a = :v`, `REMOVE b`, `ADD n :d`, `DELETE s :v` on
-  top-level attributes) skips moto's ten validator passes over a deep copy of its tree when
-  nothing in the call could fail (`moto_update_fast_path`), in `UpdateItem` and in
-  `TransactWriteItems` alike;
+- update expressions: a plain one (`SET a = :v`, `SET a = if_not_exists(a, :v)`, `REMOVE b`,
+  `ADD n :d`, `DELETE s :v` on top-level attributes) skips moto's ten validator passes over a
+  deep copy of its tree when nothing in the call could fail (`moto_update_fast_path`), in
+  `UpdateItem` and in `TransactWriteItems` alike;
 - SQS attributes: a receive checked each message it hands out against the queue's retention
   period through `get_queue_attributes`, which computes every attribute three times, each
   walking every message held, so a receive cost grew with the backlog (45 ms at 3,000 messages

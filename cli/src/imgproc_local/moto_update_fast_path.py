@@ -4,8 +4,8 @@ For every `UpdateItem`, and every `Update` of a `TransactWriteItems`, moto deep-
 update expression and runs ten validator passes over the copy before an executor walks it
 again: ~0.5 ms a call in process, the largest share of the ~2.1 ms an `UpdateItem` costs the
 endpoint, and most of a search-index transaction's ~7.6 ms (one `Update` per counter). The
-pipeline's expressions are almost all plain: `SET a = :v, #b = :w`, `REMOVE c`, `ADD n :d`,
-`DELETE s :v`, each on a top-level attribute.
+pipeline's expressions are almost all plain: `SET a = :v, #b = :w`, `SET c = if_not_exists(c,
+:v)`, `REMOVE d`, `ADD n :d`, `DELETE s :v`, each on a top-level attribute.
 
 Here such an expression is planned once per parsed tree (the actions in the order moto's
 `normalize` runs them), and each call checks the plan against its names, values, table and
@@ -13,7 +13,7 @@ item and applies it with the same operations moto's executors use (`item.attrs[n
 so the item size limit still applies). Only a call that cannot fail goes this way: anything
 that would make moto raise (a missing placeholder, a key attribute, two actions on one
 attribute, an `ADD` or `DELETE` of the wrong type, an index key set by its plain name) and
-anything not plain (functions, arithmetic, nested paths, list indexes) goes through moto's own
+anything not plain (other functions, arithmetic, nested paths, list indexes) goes through moto's own
 validator and executor, which raise or do what they always did. The result is what moto
 computes, item for item (tests/integration/test_moto_update_fast_path.py compares the two).
 """
@@ -36,11 +36,21 @@ _NOT_PLAIN = ()  # the plan of an expression that is not plain: moto handles it
 
 
 @dataclass(frozen=True)
+class _Target:
+    token: str  # an attribute's plain name, or its "#placeholder"
+    placeholder: bool
+
+    def name(self, names: dict[str, str]) -> str | None:
+        return names.get(self.token) if self.placeholder else self.token
+
+
+@dataclass(frozen=True)
 class _Action:
     kind: str  # "SET", "REMOVE", "ADD" or "DELETE"
-    token: str  # the attribute's plain name, or its "#placeholder"
-    placeholder: bool
+    target: _Target
     value: str | None  # the ":value" placeholder (None for REMOVE)
+    # `SET a = if_not_exists(source, :value)`: the attribute whose value is kept if it exists.
+    source: _Target | None = None
 
 
 @dataclass
@@ -78,6 +88,27 @@ def _plan(tree: Any) -> tuple[_Action, ...]:
         ActionCountValidator().traverse(copy.deepcopy(tree))
     except Exception:  # more than one clause of a kind: moto says so
         return _NOT_PLAIN
+
+    def top_level(path: Any) -> _Target | None:
+        """The attribute a one-element path names; None for anything longer or reserved."""
+        if type(path) is not nodes.UpdateExpressionPath or len(path.children) != 1:
+            return None
+        element = path.children[0]
+        if type(element) is nodes.ExpressionAttributeName:
+            return _Target(element.get_attribute_name_placeholder(), True)
+        if type(element) is nodes.ExpressionAttribute:
+            name = element.get_attribute_name()
+            if name.upper() in ReservedKeywords.get_reserved_keywords():
+                return None
+            return _Target(name, False)
+        return None
+
+    def value_name(operand: Any) -> str | None:
+        if type(operand) is not nodes.ExpressionAttributeValue:
+            return None
+        name: str = operand.get_value_name()
+        return name
+
     ordered = copy.deepcopy(tree)
     ordered.normalize()
     actions = []
@@ -85,32 +116,32 @@ def _plan(tree: Any) -> tuple[_Action, ...]:
         kind = kinds.get(type(node))
         if kind is None:
             return _NOT_PLAIN
-        path = node.children[0]
-        if type(path) is not nodes.UpdateExpressionPath or len(path.children) != 1:
+        target = top_level(node.children[0])
+        if target is None:
             return _NOT_PLAIN
-        target = path.children[0]
-        if type(target) is nodes.ExpressionAttributeName:
-            token, placeholder = target.get_attribute_name_placeholder(), True
-        elif type(target) is nodes.ExpressionAttribute:
-            token, placeholder = target.get_attribute_name(), False
-            if token.upper() in ReservedKeywords.get_reserved_keywords():
-                return _NOT_PLAIN
-        else:
-            return _NOT_PLAIN
-        value: str | None = None
         if kind == "REMOVE":
             if len(node.children) != 1:
                 return _NOT_PLAIN
-        else:
-            operand: Any = node.children[1] if len(node.children) == 2 else None
-            if kind == "SET":
-                if type(operand) is not nodes.UpdateExpressionValue or len(operand.children) != 1:
-                    return _NOT_PLAIN
-                operand = operand.children[0]
-            if type(operand) is not nodes.ExpressionAttributeValue:
+            actions.append(_Action(kind, target, None))
+            continue
+        operand: Any = node.children[1] if len(node.children) == 2 else None
+        source = None
+        if kind == "SET":
+            if type(operand) is not nodes.UpdateExpressionValue or len(operand.children) != 1:
                 return _NOT_PLAIN
-            value = operand.get_value_name()
-        actions.append(_Action(kind, token, placeholder, value))
+            operand = operand.children[0]
+            if type(operand) is nodes.UpdateExpressionFunction:
+                # `if_not_exists(path, :value)`, the one function plain enough to take.
+                if operand.get_function_name() != "if_not_exists" or len(operand.children) != 3:
+                    return _NOT_PLAIN
+                source = top_level(operand.get_nth_argument(1))
+                if source is None:
+                    return _NOT_PLAIN
+                operand = operand.get_nth_argument(2)
+        value = value_name(operand)
+        if value is None:
+            return _NOT_PLAIN
+        actions.append(_Action(kind, target, value, source))
     return tuple(actions)
 
 
@@ -138,11 +169,11 @@ def _checked_steps(
     seen: set[str] = set()
     index_attributes = {d["AttributeName"] for d in table.attr} | set(table.attribute_keys)
     for action in plan:
-        name = names.get(action.token) if action.placeholder else action.token
+        name = action.target.name(names)
         if name is None or name in seen or name in table.table_key_attrs:
             return None
         seen.add(name)
-        if action.kind == "SET" and not action.placeholder and name in index_attributes:
+        if action.kind == "SET" and not action.target.placeholder and name in index_attributes:
             # moto type-checks an index key set by its plain name (not by a placeholder).
             return None
         value: Any = None
@@ -150,7 +181,17 @@ def _checked_steps(
             raw = values.get(action.value)
             if not isinstance(raw, dict) or len(raw) != 1:
                 return None
-            value = DynamoType(raw)
+            try:
+                value = DynamoType(raw)
+            except Exception:  # a malformed value: moto fails on it its own way
+                return None
+        if action.source is not None:
+            # moto resolves the path against the item as it is before any action runs, and
+            # sets the attribute to that very value when it exists.
+            source = action.source.name(names)
+            if source is None or source in table.table_key_attrs:
+                return None
+            value = item.attrs.get(source, value)
         step = _Step(action, name, value)
         existing = item.attrs.get(name)
         if action.kind == "ADD":
