@@ -3,14 +3,16 @@ and resumes every image that was not finished.
 
 One data directory lives through three runs of `up`:
 1. photos are processed, then `up` is stopped cleanly (Ctrl-C);
-2. the second run still has them all; more photos are uploaded, and `up` is killed with
-   SIGKILL while some are PROCESSING, once a snapshot holds them (at most the last snapshot
-   interval, 2 s, is lost); its services die with it (no orphan);
+2. the second run still has them all; more photos are uploaded while its thumbnailer is paused,
+   and `up` is killed with SIGKILL while they are PROCESSING, once a snapshot holds them (at
+   most the last snapshot interval, 2 s, is lost); its services die with it (no orphan);
 3. the third run has everything the snapshot held, and every unfinished image ends PROCESSED.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -43,8 +45,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 RESULT_FIELDS = ("status", "album_id", "metadata", "tags", "thumbnails", "finished_at")
 
 
-def _start(home: Path) -> RunningStack:
-    return start_stack(home, tagger="rekognition", extra_env=FAST_RECOVERY_ENV)
+def _start(home: Path, *extra_args: str) -> RunningStack:
+    return start_stack(
+        home, tagger="rekognition", extra_env=FAST_RECOVERY_ENV, extra_args=list(extra_args)
+    )
 
 
 async def _originals_intact(settings: Settings, uploads: list[Uploaded]) -> None:
@@ -87,8 +91,10 @@ async def test_data_survives_clean_stop_and_kill_and_unfinished_images_resume(
         assert first.stop(timeout=20) < 15
     assert first.process.returncode == 0
 
-    # 2. Everything is back after a clean restart.
-    second = _start(home)
+    # 2. Everything is back after a clean restart. One worker per service, so the one
+    # thumbnailer paused below is the only one there is.
+    second = _start(home, "--max-workers", "1")
+    paused: list[int] = []
     try:
         after = await records(second.settings, [u.image_id for u in kept])
         for image_id, record in before.items():
@@ -103,7 +109,13 @@ async def test_data_survives_clean_stop_and_kill_and_unfinished_images_resume(
             album = await catalog.get_album(str(before[kept[0].image_id]["album_id"]))
         assert album is not None and album.name == "Kept", album
 
-        # Then kill -9 while some images are unfinished, once a snapshot holds them all.
+        # Then kill -9 while some images are unfinished, once a snapshot holds them all. The
+        # thumbnailer is paused (SIGSTOP) first, so they are: the stack processes 30 photos
+        # faster than a snapshot comes round, and a fresh clone once saw every one finished.
+        paused = service_pids(second.process.pid)["thumbnailer"]
+        assert paused, "no thumbnailer to pause"
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
         pending = await upload_files(
             second.settings, [(f"cut-{n}.jpg", photo(50 + n)) for n in range(30)], album_name="Cut"
         )
@@ -123,10 +135,16 @@ async def test_data_survives_clean_stop_and_kill_and_unfinished_images_resume(
         services = [pid for pids in service_pids(second.process.pid).values() for pid in pids]
         second.process.kill()
         second.process.wait(timeout=10)
+        # Its death signal (SIGTERM, from the kernel when `up` dies) waits for it to run again.
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
         await wait_until(
             lambda: not [pid for pid in services if alive(pid)], 20, "services to die with up"
         )
     finally:
+        for pid in paused:
+            if alive(pid):
+                os.kill(pid, signal.SIGCONT)
         if second.process.poll() is None:
             second.stop(timeout=60)
 
