@@ -26,7 +26,7 @@ _POOL_HEADROOM = 16
 # A fixed User-Agent. botocore otherwise builds its full one (SDK, OS, Python and config
 # components, each sanitized character by character) twice for every request: ~75 us of the
 # ~490 us of client CPU a GetItem costs (docs/FACTS.md, "aiobotocore / botocore"). This one
-# costs nothing and still names the caller in CloudTrail and the embedded endpoint's logs.
+# costs nothing and still names imgproc as the caller in CloudTrail.
 USER_AGENT = "imgproc"
 
 
