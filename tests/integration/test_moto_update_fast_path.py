@@ -10,7 +10,6 @@ moto half-applies, transactions that roll back).
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -28,18 +27,13 @@ from imgproc_local import moto_update_fast_path
 from imgproc_local.embedded_aws import EmbeddedAws
 from imgproc_shared.settings import Settings
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from stack_process import free_port
 
 
 @pytest.fixture(scope="module")
 def stock_moto() -> Iterator[str]:
     """A stock moto server in its own process: moto's code with none of ours."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -170,14 +170,20 @@ def _checked_steps(
 
     steps: list[_Step] = []
     seen: set[str] = set()
-    index_attributes = {d["AttributeName"] for d in table.attr} | set(table.attribute_keys)
     for action in plan:
         name = action.target.name(names)
         if name is None or name in seen or name in table.table_key_attrs:
             return None
         seen.add(name)
-        if action.kind == "SET" and not action.target.placeholder and name in index_attributes:
-            # moto type-checks an index key set by its plain name (not by a placeholder).
+        if (
+            action.kind == "SET"
+            and not action.target.placeholder
+            and (
+                name in table.attribute_keys or any(d["AttributeName"] == name for d in table.attr)
+            )
+        ):
+            # moto type-checks an index key set by its plain name (not by a placeholder); the
+            # table's key lists are read only for such a name, not on every call.
             return None
         value: Any = None
         if action.value is not None:
